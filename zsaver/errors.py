@@ -1,0 +1,86 @@
+"""The zsaver error hierarchy.
+
+Every error derives from :class:`ZsaverError` and from the builtin it refines,
+so ``except ValueError`` keeps working for callers who know nothing of zsaver.
+"""
+
+from __future__ import annotations
+
+
+class ZsaverError(Exception):
+    """Base class of every error zsaver raises on purpose."""
+
+
+# --- savers -----------------------------------------------------------------
+
+
+class ApproachError(ZsaverError, ValueError):
+    """An unknown saving approach was asked for."""
+
+
+class ShapeMismatchError(ZsaverError, ValueError):
+    """Data whose shape does not fit the dataset (trailing shape, ragged rows, 0-d)."""
+
+
+class DuplicateIndexError(ZsaverError, ValueError):
+    """The same row index appears twice in one update."""
+
+
+class DTypeMismatchError(ZsaverError, TypeError):
+    """Data whose dtype cannot be stored in the dataset without changing a value."""
+
+
+class RowIndexError(ZsaverError, IndexError):
+    """A row index outside the dataset."""
+
+
+class DatasetNotFoundError(ZsaverError, FileNotFoundError):
+    """The dataset (or its store) does not exist and the call cannot create it."""
+
+
+class SaverClosedError(ZsaverError, ValueError):
+    """An operation on a saver that has been closed."""
+
+
+# --- stores -----------------------------------------------------------------
+
+
+class StoreConfigError(ZsaverError, ValueError):
+    """A store was configured with options that cannot work together."""
+
+
+class ShardCorruptionError(ZsaverError, OSError):
+    """A shard file exists but cannot be read as a shard."""
+
+
+# --- tasks ------------------------------------------------------------------
+
+
+class ResumeMismatchError(ZsaverError, ValueError):
+    """Completion records exist for a different set of items."""
+
+
+class TaskError(ZsaverError, RuntimeError):
+    """A task raised while processing an item.
+
+    ``item_index`` is the position of the item in the submitted iterable and
+    ``traceback_text`` the formatted traceback from the worker.
+    """
+
+    def __init__(self, message: str, *, item_index: int, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.item_index = item_index
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.traceback_text:
+            return f"{base}\n\nOriginal traceback:\n{self.traceback_text}"
+        return base
+
+    def __reduce__(self):  # keep the keyword-only fields across pickling
+        return (_rebuild_task_error, (self.args[0], self.item_index, self.traceback_text))
+
+
+def _rebuild_task_error(message: str, item_index: int, traceback_text: str) -> TaskError:
+    return TaskError(message, item_index=item_index, traceback_text=traceback_text)

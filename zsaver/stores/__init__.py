@@ -1,0 +1,6 @@
+"""zarr 3 stores: HDF5 and zip shard stores, routing, caching and conversion.
+
+This layer knows zarr, h5py and zipfile, and nothing of savers or tasks.
+"""
+
+__all__: list[str] = []
