@@ -3,4 +3,6 @@
 This layer knows zarr, h5py and zipfile, and nothing of savers or tasks.
 """
 
-__all__: list[str] = []
+from zsaver.stores._open import open_store
+
+__all__ = ["open_store"]

@@ -1,0 +1,354 @@
+"""The ``zsaver`` command line: look at, consolidate, convert and check a store.
+
+Example:
+    $ zsaver info results.zarr
+    $ zsaver verify results.zarr --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import zarr
+from zarr.abc.store import Store
+
+from zsaver.errors import ZsaverError
+
+
+class CommandError(ZsaverError, RuntimeError):
+    """A command that cannot go on; printed as one line, exit status 2."""
+
+
+# --- opening -------------------------------------------------------------------------
+
+
+def open_path(path: str, *, read_only: bool = True) -> Store:
+    """The store at ``path``: a zsaver shard store, a zarr zip file or a plain zarr directory."""
+    from zsaver.stores import open_store
+
+    p = Path(path)
+    if not p.exists():
+        raise CommandError(f"{path}: no such file or directory")
+    try:
+        return open_store(p, read_only=read_only)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: {exc}") from exc
+
+
+_META_NAMES = {"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"}
+_NODE_DOCS = {"zarr.json", ".zarray", ".zgroup"}
+
+
+@dataclass
+class Hierarchy:
+    groups: list[str]
+    arrays: list[zarr.Array]
+
+
+def _discover(store: Store, path: str) -> Hierarchy:
+    """Every group and array, found from their metadata documents.
+
+    Walking the listing rather than ``open_group("")`` also finds arrays whose
+    parents were never written as groups (zarr 3 has no implicit groups).
+    """
+    keys = zarr.core.sync.sync(_list_keys(store, ""))
+    node_paths = sorted({k.rpartition("/")[0] for k in keys if k.rpartition("/")[2] in _NODE_DOCS})
+    if not node_paths:
+        raise CommandError(f"{path}: not a zarr store (no zarr.json, .zarray or .zgroup found)")
+    groups: list[str] = []
+    arrays: list[zarr.Array] = []
+    for node_path in node_paths:
+        try:
+            node = zarr.open(store=store, path=node_path, mode="r")
+        except Exception as exc:  # zarr raises several types for damaged metadata
+            raise CommandError(
+                f"{path}: cannot read the metadata of {node_path or '/'!r} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if isinstance(node, zarr.Array):
+            arrays.append(node)
+        else:
+            groups.append(node_path or "/")
+    return Hierarchy(groups=groups, arrays=arrays)
+
+
+def _codec_names(arr: zarr.Array) -> list[str]:
+    names: list[str] = []
+    for codec in (*arr.filters, arr.serializer, *arr.compressors):
+        if codec is None:
+            continue
+        conf = codec.to_dict() if hasattr(codec, "to_dict") else codec.get_config()
+        names.append(str(conf.get("name") or conf.get("id") or type(codec).__name__))
+    return names
+
+
+# --- info ----------------------------------------------------------------------------
+
+
+@dataclass
+class ArrayInfo:
+    path: str
+    shape: list[int]
+    dtype: str
+    chunks: list[int]
+    shards: list[int] | None
+    codecs: list[str]
+    zarr_format: int
+    chunks_stored: int
+    chunks_loose: int | None
+    chunks_in_shards: int | None
+    bytes_stored: int
+
+
+@dataclass
+class StoreInfo:
+    path: str
+    store: str
+    groups: list[str]
+    arrays: list[ArrayInfo] = field(default_factory=list)
+    files_on_disk: int = 0
+    bytes_on_disk: int = 0
+
+
+def _chunk_split(store: Store, prefix: str) -> tuple[int | None, int | None]:
+    counter = getattr(store, "count_chunks", None)
+    if counter is None:
+        return None, None
+    counts = counter(prefix)
+    return counts["loose"], counts["in_shards"]
+
+
+def _disk_usage(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return 1, path.stat().st_size
+    files = size = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            files += 1
+            size += os.path.getsize(os.path.join(dirpath, name))
+    return files, size
+
+
+def collect_info(path: str) -> StoreInfo:
+    """Everything ``zsaver info`` prints, as a dataclass."""
+    store = open_path(path)
+    tree = _discover(store, path)
+    info = StoreInfo(path=path, store=type(store).__name__, groups=tree.groups)
+    for arr in tree.arrays:
+        prefix = f"{arr.path}/" if arr.path else ""
+        keys = [k for k in zarr.core.sync.sync(_list_keys(store, prefix)) if _is_chunk_key(arr, k)]
+        loose, sharded = _chunk_split(store, prefix)
+        info.arrays.append(
+            ArrayInfo(
+                path=arr.path or "/",
+                shape=list(arr.shape),
+                dtype=str(arr.dtype),
+                chunks=list(arr.chunks),
+                shards=list(arr.shards) if arr.shards else None,
+                codecs=_codec_names(arr),
+                zarr_format=arr.metadata.zarr_format,
+                chunks_stored=len(keys),
+                chunks_loose=loose,
+                chunks_in_shards=sharded,
+                bytes_stored=sum(zarr.core.sync.sync(store.getsize(k)) for k in keys),
+            )
+        )
+    info.files_on_disk, info.bytes_on_disk = _disk_usage(Path(path))
+    return info
+
+
+async def _list_keys(store: Store, prefix: str) -> list[str]:
+    return [k async for k in store.list_prefix(prefix)]
+
+
+def _is_chunk_key(arr: zarr.Array, key: str) -> bool:
+    prefix = f"{arr.path}/" if arr.path else ""
+    rel = key[len(prefix) :]
+    if rel in _META_NAMES or rel.startswith("."):
+        return False
+    # Keys of nested arrays live below a child's own metadata; chunk keys hold no letters
+    # beyond the "c" of zarr 3's default encoding.
+    stripped = rel[2:] if rel.startswith("c/") else rel
+    return bool(stripped) and all(part.isdigit() for part in stripped.replace(".", "/").split("/"))
+
+
+def _print_info(info: StoreInfo) -> None:
+    print(f"{info.path} ({info.store}): {info.files_on_disk} files, {_human(info.bytes_on_disk)} on disk")
+    print(f"groups: {', '.join(info.groups) if info.groups else '(none)'}")
+    for a in info.arrays:
+        split = ""
+        if a.chunks_loose is not None:
+            split = f" ({a.chunks_loose} loose, {a.chunks_in_shards} in shards)"
+        print(f"array {a.path}: shape {tuple(a.shape)} {a.dtype}, chunks {tuple(a.chunks)}"
+              + (f", shards {tuple(a.shards)}" if a.shards else "")
+              + f", zarr v{a.zarr_format}")
+        print(f"  codecs: {', '.join(a.codecs) or 'none'}")
+        print(f"  chunks stored: {a.chunks_stored}{split}, {_human(a.bytes_stored)}")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+# --- verify --------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    chunks_checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def verify(path: str) -> VerifyReport:
+    """Decode every stored chunk of every array; list the ones that fail."""
+    store = open_path(path)
+    report = VerifyReport(path=path)
+    for arr in _discover(store, path).arrays:
+        block = arr.shards or arr.chunks
+        grid = [range(-(-s // c)) for s, c in zip(arr.shape, block, strict=True)]
+        for coords in itertools.product(*grid):
+            key = arr.metadata.encode_chunk_key(coords)
+            full_key = f"{arr.path}/{key}" if arr.path else key
+            region = tuple(
+                slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(coords, block, arr.shape, strict=True)
+            )
+            try:
+                exists = zarr.core.sync.sync(store.exists(full_key))
+                if not exists:
+                    report.missing.append(full_key)
+                    continue
+                arr[region]
+            except Exception as exc:
+                report.failed.append({"key": full_key, "error": f"{type(exc).__name__}: {exc}"})
+            report.chunks_checked += 1
+    return report
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = collect_info(args.path)
+    if args.json:
+        print(json.dumps(asdict(info), indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    report = verify(args.path)
+    if args.json:
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+    else:
+        for bad in report.failed:
+            print(f"FAILED {bad['key']}: {bad['error']}")
+        print(f"{report.chunks_checked} chunks checked, {len(report.failed)} failed, "
+              f"{len(report.missing)} not stored (read as fill value)")
+    return 0 if report.ok else 1
+
+
+def _cmd_consolidate(args: argparse.Namespace) -> int:
+    store = open_path(args.path, read_only=False)
+    consolidate = getattr(store, "consolidate", None)
+    if consolidate is None:
+        raise CommandError(f"{args.path}: a {type(store).__name__} has no loose chunks to consolidate")
+    result = consolidate(workers=args.workers, progress=not args.json and not args.no_progress)
+    summary = result if isinstance(result, dict) else {"result": result}
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"consolidated {args.path}: {summary}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from zsaver.stores import convert
+
+    if not Path(args.path).exists():
+        raise CommandError(f"{args.path}: no such file or directory")
+    try:
+        result = convert(args.path, to=args.to, progress=not args.json and not args.no_progress)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{args.path}: {exc}") from exc
+    if args.json:
+        print(json.dumps({"path": args.path, "to": args.to, "result": result}, default=str))
+    else:
+        print(f"converted {args.path} to {args.to}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from zsaver._demo import run_demo
+
+    run_demo(args.path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zsaver", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("info", "groups and arrays: shape, dtype, chunks, codecs, chunk and file counts")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_info)
+    p = add("verify", "decode every chunk; exit status 1 if any fails")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_verify)
+    p = add("consolidate", "move loose chunks into their shard files")
+    p.add_argument("path")
+    p.add_argument("--workers", type=int, default=None, help="shards consolidated at once")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_consolidate)
+    p = add("convert", "convert a store in place, a shard at a time")
+    p.add_argument("path")
+    p.add_argument("--to", required=True, choices=["h5", "zip", "plain"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_convert)
+    p = add("demo", "run a small batch job and save its results")
+    p.add_argument("path", nargs="?", default="zsaver-demo.zarr")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zsaver`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ZsaverError, OSError, ValueError, KeyError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"zsaver {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"zsaver {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["ArrayInfo", "StoreInfo", "VerifyReport", "collect_info", "main", "verify"]
