@@ -35,6 +35,22 @@ def _with_read_only(store: Store, read_only: bool) -> Store:
         raise
 
 
+class _CacheState:
+    """What a cache and its read-only/writable views (``with_read_only``) share."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: OrderedDict[_ValueKey, Buffer] = OrderedDict()
+        self.ranges_of: dict[str, set[_ValueKey]] = {}  # key -> its cached (key, range) entries
+        self.listings: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.current_size = 0
+        # Bumped by every write and invalidation: a read that started before one must not
+        # store what it fetched, or a stale value could outlive the write.
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+
 class LRUStoreCache(Store):
     """Cache values (and byte ranges of them) and listings of ``store`` in memory.
 
@@ -71,16 +87,7 @@ class LRUStoreCache(Store):
         self._init_cache()
 
     def _init_cache(self) -> None:
-        self._lock = threading.Lock()
-        self._values: OrderedDict[_ValueKey, Buffer] = OrderedDict()
-        self._ranges_of: dict[str, set[_ValueKey]] = {}  # key -> its cached (key, range) entries
-        self._listings: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._current_size = 0
-        # Bumped by every write and invalidation: a read that started before one must not
-        # store what it fetched, or a stale value could outlive the write.
-        self._generation = 0
-        self.hits = 0
-        self.misses = 0
+        self._c = _CacheState()
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -106,9 +113,19 @@ class LRUStoreCache(Store):
         return self._max_size
 
     @property
+    def hits(self) -> int:
+        """Value reads answered from memory."""
+        return self._c.hits
+
+    @property
+    def misses(self) -> int:
+        """Value reads that went to the store."""
+        return self._c.misses
+
+    @property
     def current_size(self) -> int:
         """Bytes of values held now."""
-        return self._current_size
+        return self._c.current_size
 
     @property
     def read_only(self) -> bool:
@@ -154,8 +171,13 @@ class LRUStoreCache(Store):
         )
 
     def with_read_only(self, read_only: bool = False) -> LRUStoreCache:
-        """A new, unopened cache (empty) over the store in the given mode."""
-        return LRUStoreCache(_with_read_only(self._store, read_only), self._max_size, read_only=read_only)
+        """A new, unopened view in the given mode that shares this cache's contents and counters.
+
+        zarr calls this for ``mode="r"``; sharing keeps one cache per store, not per view.
+        """
+        view = LRUStoreCache(_with_read_only(self._store, read_only), self._max_size, read_only=read_only)
+        view._c = self._c
+        return view
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -176,63 +198,63 @@ class LRUStoreCache(Store):
 
     def invalidate_values(self) -> None:
         """Forget every cached value (listings stay)."""
-        with self._lock:
-            self._generation += 1
-            self._values.clear()
-            self._ranges_of.clear()
-            self._current_size = 0
+        with self._c.lock:
+            self._c.generation += 1
+            self._c.values.clear()
+            self._c.ranges_of.clear()
+            self._c.current_size = 0
 
     def invalidate_keys(self) -> None:
         """Forget every cached listing (values stay)."""
-        with self._lock:
-            self._generation += 1
-            self._listings.clear()
+        with self._c.lock:
+            self._c.generation += 1
+            self._c.listings.clear()
 
     def _forget_key(self, key: str) -> None:
-        with self._lock:
-            self._generation += 1
-            for entry in self._ranges_of.pop(key, ()):
-                self._current_size -= len(self._values.pop(entry))
+        with self._c.lock:
+            self._c.generation += 1
+            for entry in self._c.ranges_of.pop(key, ()):
+                self._c.current_size -= len(self._c.values.pop(entry))
 
     def _forget_prefix(self, prefix: str) -> None:
-        with self._lock:
-            self._generation += 1
-            for key in [k for k in self._ranges_of if k.startswith(prefix)]:
-                for entry in self._ranges_of.pop(key):
-                    self._current_size -= len(self._values.pop(entry))
+        with self._c.lock:
+            self._c.generation += 1
+            for key in [k for k in self._c.ranges_of if k.startswith(prefix)]:
+                for entry in self._c.ranges_of.pop(key):
+                    self._c.current_size -= len(self._c.values.pop(entry))
 
     def _remember(self, entry: _ValueKey, value: Buffer, generation: int | None = None) -> None:
         size = len(value)
         if self._max_size is not None and size > self._max_size:
             return
-        with self._lock:
-            if generation is not None and generation != self._generation:
+        with self._c.lock:
+            if generation is not None and generation != self._c.generation:
                 return
-            old = self._values.pop(entry, None)
+            old = self._c.values.pop(entry, None)
             if old is not None:
-                self._current_size -= len(old)
-            self._values[entry] = value
-            self._ranges_of.setdefault(entry[0], set()).add(entry)
-            self._current_size += size
-            while self._max_size is not None and self._current_size > self._max_size:
-                (key, byte_range), evicted = self._values.popitem(last=False)
-                self._current_size -= len(evicted)
-                entries = self._ranges_of[key]
+                self._c.current_size -= len(old)
+            self._c.values[entry] = value
+            self._c.ranges_of.setdefault(entry[0], set()).add(entry)
+            self._c.current_size += size
+            while self._max_size is not None and self._c.current_size > self._max_size:
+                (key, byte_range), evicted = self._c.values.popitem(last=False)
+                self._c.current_size -= len(evicted)
+                entries = self._c.ranges_of[key]
                 entries.discard((key, byte_range))
                 if not entries:
-                    del self._ranges_of[key]
+                    del self._c.ranges_of[key]
 
     def _lookup(self, key: str, byte_range: ByteRequest | None) -> Buffer | None:
         """A cached answer for (key, byte_range): the exact entry, or a slice of the whole value."""
-        with self._lock:
-            value = self._values.get((key, byte_range))
+        with self._c.lock:
+            value = self._c.values.get((key, byte_range))
             if value is not None:
-                self._values.move_to_end((key, byte_range))
+                self._c.values.move_to_end((key, byte_range))
                 return value
-            whole = self._values.get((key, None))
+            whole = self._c.values.get((key, None))
             if whole is None:
                 return None
-            self._values.move_to_end((key, None))
+            self._c.values.move_to_end((key, None))
         start, stop = _normalize_byte_range_index(whole, byte_range)
         return whole[start:stop]
 
@@ -244,11 +266,11 @@ class LRUStoreCache(Store):
         prototype = prototype or default_buffer_prototype()
         cached = self._lookup(key, byte_range)
         if cached is not None:
-            self.hits += 1
+            self._c.hits += 1
             return prototype.buffer.from_buffer(cached)
-        self.misses += 1
+        self._c.misses += 1
         await self._ensure_open()
-        generation = self._generation
+        generation = self._c.generation
         value = await self._store.get(key, prototype, byte_range)
         if value is not None:
             self._remember((key, byte_range), value, generation)
@@ -263,14 +285,14 @@ class LRUStoreCache(Store):
         return await concurrent_map(list(key_ranges), one, limit=None)
 
     async def exists(self, key: str) -> bool:
-        with self._lock:
-            if key in self._ranges_of:
+        with self._c.lock:
+            if key in self._c.ranges_of:
                 return True
         return await self._store.exists(key)
 
     async def getsize(self, key: str) -> int:
-        with self._lock:
-            whole = self._values.get((key, None))
+        with self._c.lock:
+            whole = self._c.values.get((key, None))
         if whole is not None:
             return len(whole)
         return await self._store.getsize(key)
@@ -314,16 +336,20 @@ class LRUStoreCache(Store):
     async def _listing(
         self, kind: str, prefix: str, source: Callable[[], AsyncIterator[str]]
     ) -> tuple[str, ...]:
-        with self._lock:
-            cached = self._listings.get((kind, prefix))
-            generation = self._generation
+        with self._c.lock:
+            cached = self._c.listings.get((kind, prefix))
+            generation = self._c.generation
         if cached is not None:
             return cached
         keys = tuple([key async for key in source()])
-        with self._lock:
-            if generation == self._generation:
-                self._listings[(kind, prefix)] = keys
+        with self._c.lock:
+            if generation == self._c.generation:
+                self._c.listings[(kind, prefix)] = keys
         return keys
+
+    async def is_empty(self, prefix: str) -> bool:
+        # Not cached: zarr asks this before creating a node, and it must be current.
+        return await self._store.is_empty(prefix)
 
     async def list(self) -> AsyncIterator[str]:
         for key in await self._listing("list", "", self._store.list):
