@@ -56,7 +56,10 @@ class StoreTemplate:
                 "use {0}, {1}, ... or {index}"
             ) from exc
         validate_config(probe)  # a bad config raises pydantic's ValidationError naming the field
-        self._template = dict(template)
+        try:  # keep the normalised form (defaults filled in) so configs round-trip to equal templates
+            self._template = validate_config(dict(template))
+        except ValueError:
+            self._template = dict(template)
 
     @property
     def template(self) -> dict[str, Any]:
