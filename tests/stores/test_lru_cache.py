@@ -175,7 +175,7 @@ def test_invalidate_forgets_values_and_listings() -> None:
 
 
 def test_delete_dir_drops_cached_values_below_the_prefix_only() -> None:
-    cache, inner = _cache(max_size=None)
+    cache, _ = _cache(max_size=None)
     for key in ("a/1", "a/2", "ab/1"):
         sync(cache.set(key, buf(b"v")))
     sync(cache.delete_dir("a"))

@@ -15,7 +15,13 @@ from zarr.core.sync import _collect_aiterator, sync
 from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from zsaver.errors import StoreConfigError
-from zsaver.stores import LRUStoreCache, ShardedStore, StoreTable, StoreTemplate, chunk_key_to_indices
+from zsaver.stores import (
+    LRUStoreCache,
+    ShardedStore,
+    StoreTable,
+    StoreTemplate,
+    chunk_key_to_indices,
+)
 
 # (zarr_format, chunk_key_encoding or None for zarr 2, separator)
 ENCODINGS = {
@@ -207,7 +213,7 @@ def test_bad_configuration_is_refused_with_a_clear_error(kwargs: dict[str, Any],
 
 def test_chunk_with_fewer_dims_than_sharded_dims_is_refused() -> None:
     store = ShardedStore(MemoryStore(), array_shards={"x": (2, MemoryShards())})
-    with pytest.raises(StoreConfigError, match="1 grid dims .* first 2"):
+    with pytest.raises(StoreConfigError, match=r"1 grid dims .* first 2"):
         zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="i4")[:] = 1
 
 

@@ -82,8 +82,8 @@ class ShardedStoreConfig(ConfigModel):
 
     type: Literal["sharded"] = "sharded"
     base: NestedConfig
-    mounts: dict[str, NestedConfig] = {}
-    array_shards: dict[str, ArrayShardsConfig] = {}
+    mounts: dict[str, NestedConfig] = Field(default_factory=dict)
+    array_shards: dict[str, ArrayShardsConfig] = Field(default_factory=dict)
     read_only: bool = False
 
 
@@ -105,7 +105,7 @@ class StoreTableConfig(ConfigModel):
     """Shard factory with an explicit ``index -> store`` table and an optional fallback."""
 
     type: Literal["store_table"] = "store_table"
-    stores: list[StoreTableEntry] = []
+    stores: list[StoreTableEntry] = Field(default_factory=list)
     fallback: NestedConfig | None = None
 
 
