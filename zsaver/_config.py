@@ -98,6 +98,10 @@ def register_config(
     """
     global _adapter
     name = _type_name(model)
+    try:  # an incomplete model would break every later from_config call, so refuse it now
+        model.model_rebuild(raise_errors=True)
+    except Exception as exc:
+        raise ConfigError(f"config model {model.__qualname__} is not fully defined: {exc}") from exc
     if (describes is None) != (describe is None):
         raise ConfigError("register_config: give both `describes` and `describe`, or neither")
     with _lock:

@@ -186,3 +186,14 @@ def test_a_new_layer_registers_its_config_in_a_few_lines() -> None:
 
     with pytest.raises(ConfigError, match="already registered"):
         register_config(Other, build=lambda c: None)
+
+
+def test_an_incomplete_model_is_refused_and_the_registry_keeps_working() -> None:
+    class Broken(ConfigModel):
+        type: Literal["test_broken"] = "test_broken"
+        child: UndefinedThing  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(ConfigError, match="Broken is not fully defined"):
+        register_config(Broken, build=lambda c: None)
+    assert "test_broken" not in registered_config_types()
+    assert isinstance(zsaver.from_config({"type": "memory"}), MemoryStore)
