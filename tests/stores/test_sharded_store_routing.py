@@ -332,3 +332,10 @@ def test_map_shards_maps_a_store_shared_by_several_shards_once() -> None:
     stores = mapped.shard_stores()["x"]
     assert stores[(0,)] is stores[(1,)] and len(calls) == 2
     assert sorted(_keys(mapped)) == ["x/c/0", "x/c/1", "x/zarr.json", "zarr.json"]
+
+
+def test_list_dir_shows_an_array_that_has_chunks_but_no_metadata_yet() -> None:
+    store = ShardedStore(MemoryStore(), array_shards={"g/x": (1, MemoryShards())})
+    sync(store.set("g/x/c/4", zarr.core.buffer.cpu.Buffer.from_bytes(b"1")))
+    assert sync(_collect_aiterator(store.list_dir("g"))) == ("x",)
+    assert sync(_collect_aiterator(store.list_dir(""))) == ("g",)  # as list() has "g/x/c/4"

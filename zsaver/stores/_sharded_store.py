@@ -288,6 +288,11 @@ class ShardedStore(Store):
         for store in [self._base, *self._mounts.values()]:
             await store._ensure_open()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_is_open"] = False  # the copy opens its components itself, on first use
+        return state
+
     def close(self) -> None:
         for store in self._components():
             store.close()
@@ -462,6 +467,15 @@ class ShardedStore(Store):
             if _inside(prefix, path):
                 for store in await self._shard_stores(path):
                     names.update([name async for name in store.list_dir(prefix)])
+            elif _inside(path, prefix):
+                # An array whose chunks exist but whose metadata is not (yet) written still
+                # shows up as a directory, as it does in list_prefix.
+                name = path[len(prefix) :].lstrip("/").split("/")[0]
+                if name not in names:
+                    for store in await self._shard_stores(path):
+                        if not await store.is_empty(path):
+                            names.add(name)
+                            break
         for name in sorted(names):
             yield name
 
