@@ -37,6 +37,7 @@ ENCODINGS = {
 LAYOUTS = {
     "1d-115-chunks-partial": ((231,), (2,), 1),
     "2d-101x4-shard2": ((303, 8), (3, 2), 2),
+    "3d-12x101-shard2": ((24, 101, 4), (2, 1, 4), 2),  # multi-digit indices on a later sharded dim
     "4d-shard3": ((101, 3, 2, 5), (1, 1, 1, 5), 3),
     "4d-shard4": ((101, 2, 2, 2), (1, 1, 1, 1), 4),
 }
@@ -339,3 +340,17 @@ def test_list_dir_shows_an_array_that_has_chunks_but_no_metadata_yet() -> None:
     sync(store.set("g/x/c/4", zarr.core.buffer.cpu.Buffer.from_bytes(b"1")))
     assert sync(_collect_aiterator(store.list_dir("g"))) == ("x",)
     assert sync(_collect_aiterator(store.list_dir(""))) == ("g",)  # as list() has "g/x/c/4"
+
+
+def test_overwriting_an_array_from_a_fresh_store_removes_chunks_in_every_shard(tmp_path: Path) -> None:
+    template = StoreTemplate({"type": "local", "root": str(tmp_path / "s{0}")})
+
+    def fresh() -> ShardedStore:  # a new instance has opened no shard yet
+        return ShardedStore(LocalStore(tmp_path / "base"), array_shards={"x": (1, template)})
+
+    zarr.create_array(fresh(), name="x", shape=(24,), chunks=(2,), dtype="i4")[:] = np.arange(1, 25)
+    zarr.create_array(fresh(), name="x", shape=(24,), chunks=(2,), dtype="i4", overwrite=True)
+    assert not [p for p in tmp_path.glob("s*/x/c/*")]
+    np.testing.assert_array_equal(zarr.open_array(fresh(), path="x")[:], np.zeros(24))
+    sync(fresh().clear())
+    assert _keys(fresh()) == set()

@@ -369,6 +369,26 @@ class ShardedStore(Store):
         store, inner = self._route(key)
         await store.delete(inner)
 
+    async def delete_dir(self, prefix: str) -> None:
+        # Delegated to each store's delete_dir (a LocalStore removes a whole tree at once)
+        # instead of deleting key by key.
+        self._check_writable()
+        prefix = prefix.strip("/")
+        # Shards first, while the arrays' metadata (which says what shards exist) is still there.
+        for path in self._arrays:
+            if _inside(prefix, path) or _inside(path, prefix):
+                target = prefix if _inside(prefix, path) else path
+                for store in await self._shard_stores(path):
+                    await store.delete_dir(target)
+        inside_mount = next((m for m in self._mounts if _inside(prefix, m)), None)
+        if inside_mount is not None:
+            await self._mounts[inside_mount].delete_dir(prefix[len(inside_mount) + 1 :])
+        else:
+            await self._base.delete_dir(prefix)
+            for mount, store in self._mounts.items():
+                if _inside(mount, prefix):
+                    await store.delete_dir("")
+
     # --- listing ------------------------------------------------------------------
 
     async def _chunk_grid(self, path: str) -> tuple[int, ...] | None:
