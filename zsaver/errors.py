@@ -53,6 +53,10 @@ class ShardCorruptionError(ZsaverError, OSError):
     """A shard file exists but cannot be read as a shard."""
 
 
+class ConfigError(ZsaverError, ValueError):
+    """A config type cannot be registered, or an object cannot be described as a config."""
+
+
 # --- tasks ------------------------------------------------------------------
 
 

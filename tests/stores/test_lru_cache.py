@@ -1,0 +1,210 @@
+"""LRUStoreCache: zarr's StoreTests, eviction by bytes, invalidation and the listing cache.
+
+Skipped: the synchronous-protocol tests (``test_get_sync`` etc.), because LRUStoreCache
+does not implement zarr's optional SupportsGetSync/SupportsSetSync/SupportsDeleteSync.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.core.buffer import Buffer, cpu, default_buffer_prototype
+from zarr.core.sync import _collect_aiterator, sync
+from zarr.storage import LocalStore, MemoryStore, WrapperStore
+from zarr.testing.store import LatencyStore, StoreTests
+
+from zsaver.errors import StoreConfigError
+from zsaver.stores import LRUStoreCache
+
+PROTO = default_buffer_prototype()
+
+
+def buf(data: bytes) -> Buffer:
+    return cpu.Buffer.from_bytes(data)
+
+
+class TestLRUStoreCache(StoreTests[LRUStoreCache, cpu.Buffer]):
+    store_cls = LRUStoreCache
+    buffer_cls = cpu.Buffer
+
+    async def set(self, store: LRUStoreCache, key: str, value: Buffer) -> None:
+        store.store._store_dict[key] = value  # type: ignore[attr-defined]
+
+    async def get(self, store: LRUStoreCache, key: str) -> Buffer:
+        return store.store._store_dict[key]  # type: ignore[attr-defined]
+
+    @pytest.fixture(params=[None, 2**16])
+    def store_kwargs(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return {"store": MemoryStore(), "max_size": request.param}
+
+    def test_store_repr(self, store: LRUStoreCache) -> None:
+        assert repr(store).startswith("LRUStoreCache(MemoryStore(")
+
+    def test_store_supports_writes(self, store: LRUStoreCache) -> None:
+        assert store.supports_writes
+
+    def test_store_supports_listing(self, store: LRUStoreCache) -> None:
+        assert store.supports_listing
+
+
+class CountingStore(WrapperStore[MemoryStore]):
+    """Counts the reads and listings that reach the wrapped store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.gets = 0
+        self.lists = 0
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Buffer | None:
+        self.gets += 1
+        return await self._store.get(key, prototype, byte_range)
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        self.lists += 1
+        async for key in self._store.list_prefix(prefix):
+            yield key
+
+    async def list(self) -> AsyncIterator[str]:
+        self.lists += 1
+        async for key in self._store.list():
+            yield key
+
+
+def _cache(max_size: int | None = 100) -> tuple[LRUStoreCache, CountingStore]:
+    inner = CountingStore(MemoryStore())
+    return LRUStoreCache(inner, max_size), inner
+
+
+def _get(cache: LRUStoreCache, key: str, byte_range: Any = None) -> bytes | None:
+    value = sync(cache.get(key, PROTO, byte_range))
+    return None if value is None else value.to_bytes()
+
+
+def test_second_read_is_served_from_memory() -> None:
+    cache, inner = _cache()
+    sync(inner.set("a", buf(b"x" * 10)))
+    assert _get(cache, "a") == _get(cache, "a") == b"x" * 10
+    assert (inner.gets, cache.hits, cache.misses) == (1, 1, 1)
+
+
+def test_least_recently_used_values_are_evicted_when_bytes_exceed_max_size() -> None:
+    cache, inner = _cache(max_size=100)
+    for key in "abc":
+        sync(inner.set(key, buf(key.encode() * 40)))
+    _get(cache, "a")
+    _get(cache, "b")
+    _get(cache, "a")  # a is now more recent than b
+    _get(cache, "c")  # 120 bytes > 100: b goes
+    assert cache.current_size == 80
+    gets = inner.gets
+    _get(cache, "a")
+    _get(cache, "c")
+    assert inner.gets == gets  # both still cached
+    _get(cache, "b")
+    assert inner.gets == gets + 1
+
+
+def test_value_larger_than_max_size_is_passed_through_uncached() -> None:
+    cache, inner = _cache(max_size=10)
+    sync(inner.set("big", buf(b"z" * 11)))
+    assert _get(cache, "big") == _get(cache, "big") == b"z" * 11
+    assert inner.gets == 2 and cache.current_size == 0
+
+
+def test_byte_ranges_are_cached_and_served_from_a_cached_whole_value() -> None:
+    cache, inner = _cache(max_size=None)
+    sync(inner.set("k", buf(b"0123456789")))
+    assert _get(cache, "k", SuffixByteRequest(3)) == b"789"
+    assert _get(cache, "k", SuffixByteRequest(3)) == b"789"
+    assert inner.gets == 1
+    assert _get(cache, "k") == b"0123456789"
+    assert _get(cache, "k", RangeByteRequest(2, 5)) == b"234"  # sliced from the whole value
+    assert inner.gets == 2
+
+
+def test_writes_go_through_and_update_the_cache() -> None:
+    cache, inner = _cache()
+    sync(cache.set("k", buf(b"old")))
+    assert sync(inner.get("k", PROTO)).to_bytes() == b"old"
+    sync(cache.set("k", buf(b"new")))
+    assert _get(cache, "k") == b"new" and cache.hits == 1
+    sync(cache.delete("k"))
+    assert _get(cache, "k") is None and sync(inner.get("k", PROTO)) is None
+
+
+def test_changes_behind_the_cache_show_after_invalidate_values() -> None:
+    cache, inner = _cache()
+    sync(inner.set("k", buf(b"v1")))
+    _get(cache, "k")
+    sync(inner.set("k", buf(b"v2")))
+    assert _get(cache, "k") == b"v1"  # documented: the cache does not see changes made behind it
+    cache.invalidate_values()
+    assert _get(cache, "k") == b"v2" and cache.current_size == 2
+
+
+def test_listings_are_cached_until_a_write_or_invalidate_keys() -> None:
+    cache, inner = _cache()
+    sync(inner.set("g/a", buf(b"1")))
+    listed = sync(_collect_aiterator(cache.list_prefix("g/")))
+    assert sync(_collect_aiterator(cache.list_prefix("g/"))) == listed == ("g/a",)
+    assert inner.lists == 1
+    sync(inner.set("g/b", buf(b"2")))  # behind the cache's back: not seen yet
+    assert sync(_collect_aiterator(cache.list_prefix("g/"))) == ("g/a",)
+    cache.invalidate_keys()
+    assert sorted(sync(_collect_aiterator(cache.list_prefix("g/")))) == ["g/a", "g/b"]
+    sync(cache.set("g/c", buf(b"3")))  # a write through the cache drops listings itself
+    assert sorted(sync(_collect_aiterator(cache.list_prefix("g/")))) == ["g/a", "g/b", "g/c"]
+    assert inner.lists == 3
+
+
+def test_invalidate_forgets_values_and_listings() -> None:
+    cache, inner = _cache()
+    sync(inner.set("k", buf(b"v")))
+    _get(cache, "k")
+    sync(_collect_aiterator(cache.list()))
+    cache.invalidate()
+    _get(cache, "k")
+    sync(_collect_aiterator(cache.list()))
+    assert (inner.gets, inner.lists) == (2, 2)
+
+
+def test_delete_dir_drops_cached_values_below_the_prefix_only() -> None:
+    cache, _ = _cache(max_size=None)
+    for key in ("a/1", "a/2", "ab/1"):
+        sync(cache.set(key, buf(b"v")))
+    sync(cache.delete_dir("a"))
+    assert _get(cache, "a/1") is None and _get(cache, "ab/1") == b"v"
+
+
+def test_pickled_cache_is_equal_and_starts_empty(tmp_path: Any) -> None:
+    cache = LRUStoreCache(LocalStore(tmp_path), 1000)
+    sync(cache.set("k", buf(b"v")))
+    _get(cache, "k")
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone == cache and clone.current_size == 0 and clone.hits == 0
+    assert _get(clone, "k") == b"v"
+
+
+def test_zarr_array_reads_hit_the_cache_in_front_of_a_slow_store() -> None:
+    slow = LatencyStore(MemoryStore(), get_latency=0.001)
+    cache = LRUStoreCache(slow, 2**20)
+    arr = zarr.create_array(cache, name="x", shape=(100,), chunks=(10,), dtype="f8")
+    arr[:] = np.arange(100.0)
+    cache.invalidate()
+    reader = zarr.open_array(cache, path="x", mode="r")
+    first_misses = cache.misses
+    np.testing.assert_array_equal(reader[:], np.arange(100.0))
+    np.testing.assert_array_equal(reader[:], np.arange(100.0))
+    assert cache.misses - first_misses == 10 and cache.hits >= 10
+
+
+@pytest.mark.parametrize("max_size", [-1, 1.5, True])
+def test_bad_max_size_is_refused(max_size: Any) -> None:
+    with pytest.raises(StoreConfigError, match="max_size must be an int >= 0"):
+        LRUStoreCache(MemoryStore(), max_size)
