@@ -10,6 +10,7 @@ import os
 import re
 import runpy
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,12 @@ def _blocks(page: Path) -> list[str]:
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_markdown_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+    # A real, importable module: dataclasses and pydantic resolve annotations through it.
+    module = types.ModuleType(f"docs_example_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     for number, code in enumerate(_blocks(page), start=1):
         try:
-            exec(compile(code, f"{page.name}[block {number}]", "exec"), namespace)
+            exec(compile(code, f"{page.name}[block {number}]", "exec"), module.__dict__)
         except Exception as exc:
             raise AssertionError(f"{page.name}, python block {number} failed: {exc!r}\n{code}") from exc
 

@@ -1,4 +1,4 @@
-"""The examples in docs/routing.md and in the routing modules' docstrings run."""
+"""The examples in the routing modules' docstrings run (docs/routing.md runs in tests/test_docs_examples.py)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,6 @@ import zsaver.stores._shard_factories
 import zsaver.stores._sharded_store
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
-
-
-def test_routing_guide_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) >= 5
-    # A real module, so pydantic can resolve the annotations of models the guide defines.
-    module = types.ModuleType("routing_guide_example")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    for block in blocks:
-        exec(compile(block, str(DOC), "exec"), module.__dict__)
-    assert (tmp_path / "2024.zip").exists() and (tmp_path / "fast-disk" / "x-9").exists()
 
 
 @pytest.mark.parametrize(
