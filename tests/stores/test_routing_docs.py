@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
