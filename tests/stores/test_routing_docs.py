@@ -13,8 +13,6 @@ import zsaver.stores._lru_cache
 import zsaver.stores._shard_factories
 import zsaver.stores._sharded_store
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
-
 
 @pytest.mark.parametrize(
     "module",
