@@ -224,10 +224,11 @@ class StagedSaver(Saver):
             return
         if self._rows is None:
             assert self._spec is not None
-            capacity = self._batch_rows + self._spec.row_chunk
+            self._stage_limit = self._batch_rows  # computed once per session: save() is hot
+            capacity = self._stage_limit + self._spec.row_chunk
             self._rows = RowStager(self._spec.row_shape, self._spec.dtype, capacity)
         self._rows.add(rows)
-        if len(self._rows) >= self._batch_rows:
+        if len(self._rows) >= self._stage_limit:
             self._write_rows(final=False)
 
     def _validated_rows(self, arr: np.ndarray, spec: DatasetSpec) -> np.ndarray:

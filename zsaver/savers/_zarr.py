@@ -46,7 +46,7 @@ OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize"}
 
 #: Whole chunks are written in batches of about this many bytes (zarr encodes
 #: and stores the chunks of one ``arr[a:b] = ...`` call concurrently).
-WRITE_BATCH_BYTES = 16 << 20
+WRITE_BATCH_BYTES = 32 << 20
 
 
 def _resolve_store(store: Any) -> tuple[Store, str]:
