@@ -204,7 +204,10 @@ class ZarrSaver(StagedSaver):
     def array(self) -> zarr.Array:
         """The zarr array as stored now (flushed data only)."""
         try:
-            return zarr.open_array(self._store, path=self.path, mode="r")
+            try:
+                return zarr.open_array(self._store, path=self.path, mode="r")
+            except ValueError:  # stores that cannot make a read-only copy (zip)
+                return zarr.open_array(self._store, path=self.path)
         except (FileNotFoundError, KeyError) as exc:
             raise DatasetNotFoundError(f"dataset {self.path!r} does not exist") from exc
 
