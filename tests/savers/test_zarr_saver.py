@@ -37,6 +37,7 @@ def chunk_keys(counter: Counter[str]) -> Counter[str]:
     return Counter({k: v for k, v in counter.items() if "/c/" in k})
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # zip appends, never rewrites
 @pytest.mark.parametrize("form", ["path", "str", "local", "memory", "zip", "group"])
 def test_every_store_form_with_nested_dataset_name(tmp_path: Path, form: str) -> None:
     data = np.arange(12.0).reshape(4, 3)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from zsaver.errors import (
     DatasetNotFoundError,
+    DatasetSpecError,
     DTypeMismatchError,
     InvalidIndexError,
     RowIndexError,
@@ -46,6 +47,10 @@ class DatasetSpec:
     dtype: np.dtype
     row_shape: tuple[int, ...]
     row_chunk: int
+
+    def __post_init__(self) -> None:
+        if self.row_chunk < 1:
+            raise DatasetSpecError(f"chunks must hold at least one row; got {self.row_chunk} rows")
 
 
 class StagedSaver(Saver):

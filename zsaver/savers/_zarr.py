@@ -282,7 +282,7 @@ class ZarrSaver(StagedSaver):
             probe = zarr.create_array(
                 zarr.storage.MemoryStore(), shape=shape, **self._creation_kwargs(shape, data_dtype)
             )
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
                 f"{self._creation_kwargs(shape, data_dtype)} for shape {shape}: {exc}"
