@@ -45,7 +45,9 @@ def append_hdf5saver(d: Path, data: list[np.ndarray]) -> None:
 
 def append_raw_h5py(d: Path, data: list[np.ndarray]) -> None:
     with h5py.File(d / "raw.h5", "w") as f:
-        ds = f.create_dataset("x", shape=(0, COLS), maxshape=(None, COLS), chunks=(CHUNK, COLS), dtype="f4")
+        ds = f.create_dataset(
+            "x", shape=(0, COLS), maxshape=(None, COLS), chunks=(CHUNK, COLS), dtype="f4"
+        )
         for b in data:
             n = ds.shape[0]
             ds.resize(n + b.shape[0], axis=0)
@@ -53,14 +55,18 @@ def append_raw_h5py(d: Path, data: list[np.ndarray]) -> None:
 
 
 def append_naive_zarr(d: Path, data: list[np.ndarray]) -> None:
-    zarr.create_array(d / "naive", shape=(0, COLS), chunks=(CHUNK, COLS), dtype="f4", compressors=None)
+    zarr.create_array(
+        d / "naive", shape=(0, COLS), chunks=(CHUNK, COLS), dtype="f4", compressors=None
+    )
     for b in data:
         zarr.open_array(d / "naive", mode="r+").append(b)
 
 
 def bulk_write(d: Path, data: list[np.ndarray]) -> None:
     whole = np.concatenate(data)
-    arr = zarr.create_array(d / "bulk", shape=whole.shape, chunks=(CHUNK, COLS), dtype="f4", compressors=None)
+    arr = zarr.create_array(
+        d / "bulk", shape=whole.shape, chunks=(CHUNK, COLS), dtype="f4", compressors=None
+    )
     arr[:] = whole
 
 
@@ -119,11 +125,11 @@ def main() -> None:
         d = Path(tempfile.mkdtemp(prefix="zsaver-bench-"))
         try:
             for name, fn in appends.items():
-                append_times[name].append(timed(lambda fn=fn: fn(d, data)))
+                append_times[name].append(timed(lambda fn=fn, d=d: fn(d, data)))
             expected = np.concatenate(data)
             assert np.array_equal(zarr.open_array(d / "z", path="x")[:], expected)
             for name, fn in updates.items():
-                update_times[name].append(timed(lambda fn=fn: fn(d, idx, new_rows)))
+                update_times[name].append(timed(lambda fn=fn, d=d: fn(d, idx, new_rows)))
             assert np.array_equal(
                 zarr.open_array(d / "z", path="x")[:], h5py.File(d / "raw.h5")["x"][:]
             )
@@ -131,17 +137,25 @@ def main() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in append_times.items()}
-    print(f"\nAppend: {n_saves} saves of ({ROWS_PER_SAVE}, {COLS}) float32, chunks ({CHUNK}, {COLS}), "
-          f"no compression; median of {args.repeats} runs")
-    print(f"| {'writer':<28} | {'seconds':>8} | {'rows/s':>12} | {'vs raw h5py':>11} | {'vs bulk':>8} |")
+    print(
+        f"\nAppend: {n_saves} saves of ({ROWS_PER_SAVE}, {COLS}) float32, chunks ({CHUNK}, {COLS}), "
+        f"no compression; median of {args.repeats} runs"
+    )
+    print(
+        f"| {'writer':<28} | {'seconds':>8} | {'rows/s':>12} | {'vs raw h5py':>11} | {'vs bulk':>8} |"
+    )
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 14}|{'-' * 13}|{'-' * 10}|")
     raw, bulk = med["raw h5py (resize + write)"], med["zarr bulk write (one call)"]
     for name, t in med.items():
-        print(f"| {name:<28} | {t:8.3f} | {n_rows / t:12,.0f} | {raw / t:10.2f}x | {bulk / t:7.2f}x |")
+        print(
+            f"| {name:<28} | {t:8.3f} | {n_rows / t:12,.0f} | {raw / t:10.2f}x | {bulk / t:7.2f}x |"
+        )
 
     umed = {k: statistics.median(v) for k, v in update_times.items()}
-    print(f"\nUpdate: {n_updates} random single-row writes into the ({n_rows}, {COLS}) array; "
-          f"median of {args.repeats} runs")
+    print(
+        f"\nUpdate: {n_updates} random single-row writes into the ({n_rows}, {COLS}) array; "
+        f"median of {args.repeats} runs"
+    )
     print(f"| {'writer':<28} | {'seconds':>8} | {'rows/s':>12} | {'vs raw h5py':>11} |")
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 14}|{'-' * 13}|")
     uraw = umed["raw h5py (ds[i] = row)"]

@@ -61,7 +61,11 @@ def test_concurrent_appenders_and_updaters_lose_no_row(tmp_path: Path, kind: str
     Saver(location, "d", chunks=16).save(preset)
 
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, kind, str(location), role, str(i)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, kind, str(location), role, str(i)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for role, count in (("append", APPENDERS), ("update", UPDATERS))
         for i in range(count)
     ]

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+from saver_backends import Backend
 
 from zsaver.errors import (
     DatasetNotFoundError,
@@ -14,8 +15,6 @@ from zsaver.errors import (
     RowIndexError,
     SaverClosedError,
 )
-
-from saver_backends import Backend
 
 
 def rows(start: int, n: int, cols: int = 3) -> np.ndarray:
@@ -170,7 +169,7 @@ def test_int_data_into_float_array_is_fine_float_into_int_raises(backend: Backen
     assert backend.read().dtype == np.float32
     ints = backend.saver(name="ints", dtype="i2")
     ints.save([[1, 2]])
-    with pytest.raises(TypeError, match="int16.*float64|float64.*int16") as info:
+    with pytest.raises(TypeError, match=r"int16.*float64|float64.*int16") as info:
         ints.save(np.array([[1.5, 2.0]]))
     assert isinstance(info.value, DTypeMismatchError)
     with pytest.raises(TypeError, match="int16"):

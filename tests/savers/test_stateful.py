@@ -94,7 +94,9 @@ class SaverModel(RuleBasedStateMachine):
         data = self.new_rows(n)
         if self.session is None:
             self.saver("overwrite" if overwrite else "append").save(data)
-            self.model = data if overwrite or self.model is None else np.concatenate([self.model, data])
+            self.model = (
+                data if overwrite or self.model is None else np.concatenate([self.model, data])
+            )
             self.check_disk()
             return
         if self.session.approach == "update":
@@ -128,7 +130,11 @@ class SaverModel(RuleBasedStateMachine):
             indices = np.array(data.draw(st.lists(st.booleans(), min_size=length, max_size=length)))
             rows_at = np.flatnonzero(indices)
         else:
-            positions = data.draw(st.lists(st.integers(0, length + grow - 1), unique=True, max_size=6)) if length + grow else []
+            positions = (
+                data.draw(st.lists(st.integers(0, length + grow - 1), unique=True, max_size=6))
+                if length + grow
+                else []
+            )
             indices = np.array(positions, dtype=np.int64)
             rows_at = indices
         new = self.new_rows(len(rows_at))

@@ -109,7 +109,10 @@ def test_creation_options_are_honoured_in_the_metadata(tmp_path: Path) -> None:
     assert meta["dimension_names"] == ["item", "col"]
     sharding = meta["codecs"][0]
     assert sharding["name"] == "sharding_indexed"
-    assert any(c["name"] == "blosc" and c["configuration"]["cname"] == "lz4" for c in sharding["configuration"]["codecs"])
+    assert any(
+        c["name"] == "blosc" and c["configuration"]["cname"] == "lz4"
+        for c in sharding["configuration"]["codecs"]
+    )
     assert s.row_chunk == 32  # writes are aligned on shards
 
 

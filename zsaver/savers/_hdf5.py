@@ -28,7 +28,16 @@ from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._validation import check_options, default_row_chunk
 
 CREATE_OPTIONS = frozenset(
-    {"dtype", "chunks", "compression", "compression_opts", "shuffle", "fletcher32", "fill_value", "attributes"}
+    {
+        "dtype",
+        "chunks",
+        "compression",
+        "compression_opts",
+        "shuffle",
+        "fletcher32",
+        "fill_value",
+        "attributes",
+    }
 )
 OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize"}
 
@@ -78,7 +87,9 @@ class HDF5Saver(StagedSaver):
             "path": self.path,
             "name": self.dataset_name,
             "approach": self.approach,
-            "options": dict(self._options, allow_resize=self.allow_resize, shape=self._create_shape),
+            "options": dict(
+                self._options, allow_resize=self.allow_resize, shape=self._create_shape
+            ),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -155,7 +166,9 @@ class HDF5Saver(StagedSaver):
         return dict(kwargs, dtype=dtype, chunks=tuple(chunks), maxshape=(None, *shape[1:]))
 
     def _make(self, f: h5py.File, shape: tuple[int, ...], data_dtype: np.dtype) -> h5py.Dataset:
-        ds = f.create_dataset(self.dataset_name, shape=shape, **self._creation_kwargs(shape, data_dtype))
+        ds = f.create_dataset(
+            self.dataset_name, shape=shape, **self._creation_kwargs(shape, data_dtype)
+        )
         for key, value in (self._options.get("attributes") or {}).items():
             ds.attrs[key] = value
         return ds
@@ -195,7 +208,9 @@ class HDF5Saver(StagedSaver):
     def _open_for_write(self, f: h5py.File) -> h5py.Dataset:
         ds = self._dataset(f)
         if ds is None:
-            raise DatasetNotFoundError(f"dataset {self.dataset_name!r} was deleted while being written")
+            raise DatasetNotFoundError(
+                f"dataset {self.dataset_name!r} was deleted while being written"
+            )
         return ds
 
     def _write_rows(self, final: bool) -> None:

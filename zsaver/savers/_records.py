@@ -66,7 +66,9 @@ def _get(store: Store, key: str) -> bytes | None:
     return None if buf is None else buf.to_bytes()
 
 
-def _read_slots(store: Store, prefix: str, name: str) -> list[tuple[int, dict[str, Any] | None] | None]:
+def _read_slots(
+    store: Store, prefix: str, name: str
+) -> list[tuple[int, dict[str, Any] | None] | None]:
     return [_decode(_get(store, key)) for key in _slot_keys(prefix, name)]
 
 

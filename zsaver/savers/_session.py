@@ -266,7 +266,9 @@ class StagedSaver(Saver):
             shape = self._create_shape
             planned = self._plan_spec(shape, arr.dtype)
             positions = self._positions(indices, shape[0])
-            self._validated_rows(rows_for_indices(arr, positions, single, shape[1:], self.name), planned)
+            self._validated_rows(
+                rows_for_indices(arr, positions, single, shape[1:], self.name), planned
+            )
             self._create(shape, arr.dtype, replace=False)
         assert self._spec is not None
         try:

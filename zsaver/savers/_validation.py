@@ -122,9 +122,7 @@ def is_single_index(indices: Any) -> bool:
     return not isinstance(indices, (bool, np.bool_)) and isinstance(indices, (int, np.integer))
 
 
-def normalize_indices(
-    indices: Any, length: int, *, allow_resize: bool, dataset: str
-) -> np.ndarray:
+def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset: str) -> np.ndarray:
     """Row positions (int64, 1-D, non-negative, unique) addressed by ``indices``.
 
     ``length`` is the dataset's current number of rows. Without ``allow_resize``

@@ -95,7 +95,10 @@ def _write_blocks(
 
     async def store_all() -> None:
         await asyncio.gather(
-            *(inner.setitem((slice(a, b),), block) for (a, b), block in zip(ranges, blocks, strict=True))
+            *(
+                inner.setitem((slice(a, b),), block)
+                for (a, b), block in zip(ranges, blocks, strict=True)
+            )
         )
 
     sync(store_all())
@@ -332,8 +335,10 @@ class ZarrSaver(StagedSaver):
     @property
     def _batch_rows(self) -> int:
         assert self._spec is not None
-        chunk_bytes = self._spec.row_chunk * max(1, self._spec.dtype.itemsize) * max(
-            1, int(np.prod(self._spec.row_shape))
+        chunk_bytes = (
+            self._spec.row_chunk
+            * max(1, self._spec.dtype.itemsize)
+            * max(1, int(np.prod(self._spec.row_shape)))
         )
         return self._spec.row_chunk * max(1, WRITE_BATCH_BYTES // chunk_bytes)
 
@@ -415,12 +420,18 @@ class ZarrSaver(StagedSaver):
                 lock.__exit__(None, None, None)
         self._updates.clear()
 
-    def _merge_batch(self, arr: zarr.Array, batch: list[ChunkUpdate], length: int, end: int) -> None:
+    def _merge_batch(
+        self, arr: zarr.Array, batch: list[ChunkUpdate], length: int, end: int
+    ) -> None:
         assert self._spec is not None
         chunk = self._spec.row_chunk
         ranges = [(g.chunk * chunk, min((g.chunk + 1) * chunk, end)) for g in batch]
         with self._locks.chunks(g.chunk for g in batch):
-            partial = [i for i, (g, (a, b)) in enumerate(zip(batch, ranges, strict=True)) if g.positions.size < b - a]
+            partial = [
+                i
+                for i, (g, (a, b)) in enumerate(zip(batch, ranges, strict=True))
+                if g.positions.size < b - a
+            ]
             read = _read_blocks(arr, [ranges[i] for i in partial]) if partial else []
             blocks: list[np.ndarray] = []
             fetched = dict(zip(partial, read, strict=True))
@@ -437,7 +448,9 @@ class ZarrSaver(StagedSaver):
             _write_blocks(arr, ranges, blocks)
 
 
-def _batches(groups: list[ChunkUpdate], spec: DatasetSpec, budget: int) -> Iterator[list[ChunkUpdate]]:
+def _batches(
+    groups: list[ChunkUpdate], spec: DatasetSpec, budget: int
+) -> Iterator[list[ChunkUpdate]]:
     """Groups in batches of about ``budget`` bytes of chunk data (bounds memory)."""
     chunk_bytes = max(1, spec.row_chunk * spec.dtype.itemsize * int(np.prod(spec.row_shape)))
     per_batch = max(1, budget // chunk_bytes)
