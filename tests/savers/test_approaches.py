@@ -208,3 +208,13 @@ def test_runner_contract_reserve_len_row_chunk_clone_records(backend: Backend) -
     assert clone.read_record("done") == {"items": [1, 2, 3]}
     s.write_record("done", None)
     assert s.read_record("done") is None
+
+
+def test_staged_rows_are_refused_if_another_writer_replaced_the_dataset(backend: Backend) -> None:
+    from zsaver.errors import DatasetSpecError
+
+    backend.saver().save(rows(0, 2))
+    with pytest.raises(DatasetSpecError, match="replaced by another writer"), backend.saver() as s:
+        s.save(rows(2, 2))
+        backend.saver("overwrite").save(np.zeros((1, 5), dtype=np.int8))
+    np.testing.assert_array_equal(backend.read(), np.zeros((1, 5), dtype=np.int8))

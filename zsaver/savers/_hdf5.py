@@ -211,7 +211,18 @@ class HDF5Saver(StagedSaver):
             raise DatasetNotFoundError(
                 f"dataset {self.dataset_name!r} was deleted while being written"
             )
+        assert self._spec is not None
+        if (np.dtype(ds.dtype), tuple(ds.shape[1:])) != (self._spec.dtype, self._spec.row_shape):
+            # h5py would cast silently: refuse rather than store changed values.
+            raise DatasetSpecError(
+                f"dataset {self.dataset_name!r} was replaced by another writer: it now has "
+                f"dtype {ds.dtype} and rows of shape {ds.shape[1:]}; staged data has dtype "
+                f"{self._spec.dtype} and rows of shape {self._spec.row_shape}"
+            )
         return ds
+
+    def _release(self) -> None:
+        self._spec = None  # the next session looks at the file again
 
     def _write_rows(self, final: bool) -> None:
         assert self._rows is not None
