@@ -1,0 +1,73 @@
+"""HDF5Saver specifics: creation options reach the file, records sit beside it."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from zsaver import HDF5Saver
+from zsaver.errors import SaverOptionError
+
+
+def test_chunk_and_compression_options_are_honoured(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    s = HDF5Saver(
+        path,
+        "a/b",
+        dtype="f4",
+        chunks=(16, 2, 3),
+        compression="gzip",
+        compression_opts=7,
+        shuffle=True,
+        fletcher32=True,
+        fill_value=-3.0,
+        attributes={"units": "K"},
+    )
+    s.save(np.ones((5, 2, 3), dtype=np.int16))
+    with h5py.File(path, "r") as f:
+        ds = f["a/b"]
+        assert ds.dtype == np.float32 and ds.chunks == (16, 2, 3) and ds.maxshape == (None, 2, 3)
+        assert ds.compression == "gzip" and ds.compression_opts == 7
+        assert ds.shuffle and ds.fletcher32 and ds.fillvalue == -3.0
+        assert ds.attrs["units"] == "K"
+    assert s.row_chunk == 16
+
+
+def test_rows_as_chunks_option_and_default_chunks(tmp_path: Path) -> None:
+    HDF5Saver(tmp_path / "r.h5", "x", chunks=10).save(np.zeros((3, 4)))
+    HDF5Saver(tmp_path / "r.h5", "y").save(np.zeros((3, 4)))
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        assert f["x"].chunks == (10, 4)
+        assert f["y"].chunks[1:] == (4,) and f["y"].chunks[0] >= 1000  # about 1 MiB
+
+
+def test_unknown_option_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SaverOptionError, match="compresion"):
+        HDF5Saver(tmp_path / "r.h5", compresion="gzip")
+
+
+def test_records_are_atomic_sidecar_files(tmp_path: Path) -> None:
+    s = HDF5Saver(tmp_path / "r.h5", "runs/x")
+    s.write_record("done", {"n": 3})
+    sidecar = tmp_path / "r.h5.zsaver" / "runs" / "x" / "done.json"
+    assert json.loads(sidecar.read_text()) == {"n": 3}
+    assert not list(sidecar.parent.glob("*.partial"))
+    assert pickle.loads(pickle.dumps(s)).read_record("done") == {"n": 3}
+
+
+def test_file_is_closed_between_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    with HDF5Saver(path, "x") as s:
+        s.save(np.zeros((3, 2)))
+        s.flush()
+        s.save(np.ones((2, 2)))
+        # another reader can open the file while the session stages more rows
+        with h5py.File(path, "r") as f:
+            assert f["x"].shape == (3, 2)
+    with h5py.File(path, "r") as f:
+        assert f["x"].shape == (5, 2)
