@@ -45,7 +45,6 @@ from zsaver.stores._marker import (
     JOURNAL_NAME,
     LOCKS_DIR,
     MARKER_NAME,
-    fsync_dir,
     read_json,
     write_json_atomic,
 )
