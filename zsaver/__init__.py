@@ -8,8 +8,8 @@ Example:
 
 from zsaver import errors
 from zsaver.errors import ZsaverError
-from zsaver.savers import APPROACHES, Saver
+from zsaver.savers import APPROACHES, HDF5Saver, Saver, ZarrSaver
 
 __version__ = "0.1.0"
 
-__all__ = ["APPROACHES", "Saver", "ZsaverError", "__version__", "errors"]
+__all__ = ["APPROACHES", "HDF5Saver", "Saver", "ZarrSaver", "ZsaverError", "__version__", "errors"]
