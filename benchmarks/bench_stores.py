@@ -4,7 +4,12 @@
 store is consolidated and the consolidation is timed with the writes. Then 1,000
 random whole-chunk reads. Prints medians of several runs and ratios.
 
+A second table repeats the writes without the saver's staging (each save is an
+``arr[a:b] = block`` of 100 rows, the way the sharding codec's partial-shard
+rewrites were measured), with fewer saves because the codec is slow there.
+
     python benchmarks/bench_stores.py [--repeats 3] [--saves 2000] [--reads 1000]
+                                      [--unstaged-saves 2000] [--unstaged-repeats 1]
 """
 
 from __future__ import annotations
@@ -67,11 +72,32 @@ def _run_once(name: str, saves: int, reads: int, seed: int) -> tuple[float, floa
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _run_unstaged(name: str, saves: int) -> float:
+    """Rows/s of ``saves`` unbatched 100-row writes (plus consolidation)."""
+    make_store, extra = _configs()[name]
+    root = tempfile.mkdtemp(prefix="zsaver-bench-")
+    try:
+        store = make_store(root)
+        block = np.random.default_rng(0).standard_normal((ROWS, COLS)).astype("f4")
+        arr = zarr.create_array(store, name="data", shape=(saves * ROWS, COLS), dtype="f4",
+                                chunks=(CHUNK_ROWS, COLS), **extra)
+        start = time.perf_counter()
+        for i in range(saves):
+            arr[i * ROWS : (i + 1) * ROWS] = block
+        if hasattr(store, "consolidate"):
+            store.consolidate()
+        return saves * ROWS / (time.perf_counter() - start)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--saves", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=1000)
+    parser.add_argument("--unstaged-saves", type=int, default=2000)
+    parser.add_argument("--unstaged-repeats", type=int, default=1)
     args = parser.parse_args()
     results: dict[str, tuple[float, float, int]] = {}
     for name in _configs():
@@ -88,6 +114,18 @@ def main() -> None:
     for name, (w, r, files) in results.items():
         print(f"| {name} | {w:,.0f} | {w / base_w:.2f}x | {w / codec_w:.1f}x | {r:,.0f} "
               f"| {r / base_r:.2f}x | {files} |")
+    _unstaged_table(args.unstaged_repeats, args.unstaged_saves)
+
+
+def _unstaged_table(repeats: int, saves: int) -> None:
+    rates = {name: statistics.median(_run_unstaged(name, saves) for _ in range(repeats))
+             for name in _configs()}
+    print(f"\nunstaged: {saves} x arr[a:b] = ({ROWS}, {COLS}) block, no saver staging\n")
+    print("| store | write rows/s | vs LocalStore | vs sharding codec |")
+    print("|---|---:|---:|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:,.0f} | {rate / rates['LocalStore']:.2f}x "
+              f"| {rate / rates['sharding codec']:.1f}x |")
 
 
 if __name__ == "__main__":
