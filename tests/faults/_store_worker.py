@@ -27,10 +27,23 @@ def main() -> None:
         for version in range(1, versions + 1):
             for chunk in range(me, n, writers):
                 arr[chunk * arr.chunks[0] : (chunk + 1) * arr.chunks[0]] = version * 1000 + chunk
-    elif job == "consolidate-loop":
+    elif job == "consolidate-loop":  # counts shard rewrites in <root>.rewrites
         store = CLASSES[kind](root)
         while True:
-            store.consolidate(workers=2)
+            rewritten = store.consolidate(workers=2)
+            with open(root + ".rewrites", "a") as log:
+                log.write(f"{rewritten}\n")
+    elif job == "write-direct":  # flush after chunk rest[0]; keep writing until killed
+        store = CLASSES[kind](root, write_direct=True)
+        arr = zarr.open_array(store, path="x", mode="r+")
+        flush_after = int(rest[0])
+        for chunk in range(arr.shape[0]):
+            arr[chunk] = chunk + 1
+            if chunk == flush_after:
+                store.flush()
+                print("flushed", flush=True)
+        print("unflushed", flush=True)
+        sys.stdin.readline()  # wait here, chunks after the flush still buffered
     print("done", flush=True)
     np.zeros(1)  # keep numpy imported before 'ready' for a steady startup
 

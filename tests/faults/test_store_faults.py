@@ -157,9 +157,32 @@ def test_concurrent_writers_and_consolidator_lose_nothing(kind: str, tmp_path: P
         assert proc.wait(timeout=120) == 0
     os.kill(consolidator.pid, signal.SIGKILL)
     consolidator.wait()
+    rewrites = [int(n) for n in Path(f"{tmp_path}.rewrites").read_text().split()]
+    assert sum(rewrites) > 0  # consolidation really ran while the writers wrote
     expected = np.repeat(versions * 1000 + np.arange(48), 10)
     np.testing.assert_array_equal(zarr.open_array(store, path="x")[:], expected)
     CLASSES[kind](tmp_path).consolidate()
     np.testing.assert_array_equal(zarr.open_array(CLASSES[kind](tmp_path), path="x")[:], expected)
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == sorted(
         ["zarr.json"] + [f"shard-{i}{store._container.suffix}" for i in range(12)])
+
+
+@pytest.mark.parametrize("kind", ["h5", "zip"])
+def test_write_direct_keeps_everything_before_the_last_flush_after_sigkill(
+    kind: str, tmp_path: Path
+) -> None:
+    store = CLASSES[kind](tmp_path, chunks_per_shard=4)
+    zarr.create_array(store, name="x", shape=(20,), chunks=(1,), dtype="i4", fill_value=0)
+    proc = _spawn("write-direct", kind, str(tmp_path), "9")
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "flushed"
+    assert proc.stdout.readline().strip() == "unflushed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    got = zarr.open_array(CLASSES[kind](tmp_path), path="x")[:]
+    assert got[:10].tolist() == list(range(1, 11))  # flushed: all there
+    assert got[10:].tolist() == [0] * 10  # buffered only: lost with the process
+    loose = [p for p in (tmp_path / "x").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert all(p.suffix == CLASSES[kind](tmp_path)._container.suffix for p in loose)

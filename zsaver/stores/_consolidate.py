@@ -122,6 +122,7 @@ def _remove_empty_dirs(dirs: set[str], stop: str) -> None:
 
 def _consolidate_job(store: ShardedStoreBase, job: tuple[str, str, list[str]]) -> bool:
     prefix, shard_rel, keys = job
+    store._ensure_open_sync()  # a copy unpickled on a dask worker opens lazily
     return store._rewrite_shard(prefix, shard_rel, keys)
 
 

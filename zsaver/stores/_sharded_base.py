@@ -45,8 +45,8 @@ from zsaver.stores._marker import (
     JOURNAL_NAME,
     LOCKS_DIR,
     MARKER_NAME,
+    create_json_once,
     read_json,
-    write_json_atomic,
 )
 from zsaver.stores._shard_cache import ShardContainer, ShardHandleCache, Signature, signature
 
@@ -238,9 +238,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
         if marker is None:
             doc = {"zsaver_store": 1, "container": self.store_type,
                    **(wanted or self._default_layout())}
-            if not self.read_only:
-                write_json_atomic(self.root / MARKER_NAME, doc)
-            return doc
+            if self.read_only:
+                return doc
+            marker = create_json_once(self.root / MARKER_NAME, doc)
         if marker.get("container") != self.store_type:
             raise StoreConfigError(
                 f"{self.root} holds a {marker.get('container')!r} store, not {self.store_type!r}; "
