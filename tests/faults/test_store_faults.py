@@ -186,3 +186,18 @@ def test_write_direct_keeps_everything_before_the_last_flush_after_sigkill(
     assert got[10:].tolist() == [0] * 10  # buffered only: lost with the process
     loose = [p for p in (tmp_path / "x").rglob("*") if p.is_file() and p.name != "zarr.json"]
     assert all(p.suffix == CLASSES[kind](tmp_path)._container.suffix for p in loose)
+
+
+@pytest.mark.parametrize("kind", ["h5", "zip"])
+def test_reader_sees_shard_consolidated_by_another_process(kind: str, tmp_path: Path) -> None:
+    store = CLASSES[kind](tmp_path, chunks_per_shard=8)
+    arr = zarr.create_array(store, name="g/x", shape=(8,), chunks=(1,), dtype="i4")
+    arr[:] = 1
+    store.consolidate()
+    reader = zarr.open_array(CLASSES[kind](tmp_path), path="g/x")
+    assert reader[:].tolist() == [1] * 8  # the reader now holds an open shard handle
+    arr[:] = 2
+    _time_job("consolidate", kind, str(tmp_path), "1")  # another process rewrites the shard
+    assert [p.name for p in (tmp_path / "g" / "x").iterdir() if p.name != "zarr.json"] == [
+        f"shard-0{store._container.suffix}"]
+    assert reader[:].tolist() == [2] * 8

@@ -210,3 +210,19 @@ def test_reserved_keys_are_refused(store_cls: type, tmp_path: Path) -> None:
     for key in ("a/b.zsaver-deleted", "a.zsaver-partial", ".zsaver-store.json"):
         with pytest.raises(ValueError, match="reserved"):
             store.set_sync(key, buf)
+
+
+async def test_list_dir_of_an_array_shows_chunk_keys_not_shard_files(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    group = zarr.open_group(store, mode="w")
+    group.create_array("v3", shape=(4,), chunks=(1,), dtype="i1")[:] = 1
+    group.create_array("v2", shape=(4,), chunks=(1,), dtype="i1",
+                       chunk_key_encoding={"name": "v2", "separator": "."})[:] = 2
+    store.consolidate()
+    assert sorted([k async for k in store.list_dir("")]) == ["v2", "v3", "zarr.json"]
+    assert sorted([k async for k in store.list_dir("v3")]) == ["c", "zarr.json"]
+    assert sorted([k async for k in store.list_dir("v3/c/")]) == ["0", "1", "2", "3"]
+    assert sorted([k async for k in store.list_dir("v2")]) == ["0", "1", "2", "3", "zarr.json"]
+    assert sorted(group.array_keys()) == ["v2", "v3"]

@@ -58,3 +58,14 @@ class TestH5ShardStoreConformance(_ShardStoreTests):
 
 class TestZipShardStoreConformance(_ShardStoreTests):
     store_cls = ZipShardStore
+
+
+class TestH5ShardStoreWriteDirectConformance(_ShardStoreTests):
+    """The suite again with write_direct=True (its keys are not chunk keys of an array,
+    so they stay plain files; chunk behaviour is covered in test_shard_stores.py)."""
+
+    store_cls = H5ShardStore
+
+    @pytest.fixture
+    def store_kwargs(self, tmp_path: Path) -> dict[str, Any]:
+        return {"root": tmp_path, "write_direct": True}

@@ -64,6 +64,30 @@ class ShardListingMixin:
                 keys.update(self._buffer)
         return sorted(k for k in keys if k.startswith(prefix))
 
+    def _list_plain_dir(self, prefix: str) -> list[str] | None:
+        """Entries of directory ``prefix`` if it is neither an array nor inside one, else None.
+
+        Only array directories hold shards, so elsewhere the listing is the
+        directory's own, minus the store's bookkeeping files.
+        """
+        self._ensure_open_sync()
+        parts = prefix.split("/") if prefix else []
+        if any(isinstance(self._array_info("/".join(parts[:i])), ArrayInfo)
+               for i in range(len(parts) + 1)):
+            return None
+        try:
+            names = os.listdir(self._path(prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        entries = {n for n in names
+                   if not n.endswith((TEMP_SUFFIX, TOMBSTONE_SUFFIX))
+                   and not (prefix == "" and n in BOOKKEEPING)}
+        if self._buffer:
+            start = prefix + "/" if prefix else ""
+            entries.update(k[len(start):].split("/", 1)[0] for k in list(self._buffer)
+                           if k.startswith(start))
+        return sorted(entries)
+
     def _walk_base(self, prefix: str) -> str:
         """The directory to walk for ``prefix``: its array's, if inside one (shards live there)."""
         parts = prefix.split("/")[:-1]  # the directory part; the rest is a name prefix

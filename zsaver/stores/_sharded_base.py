@@ -578,6 +578,11 @@ class ShardedStoreBase(ShardListingMixin, Store):
         prefix = prefix.rstrip("/")
         start = prefix + "/" if prefix else ""
         seen: set[str] = set()
+        entries = await asyncio.to_thread(self._list_plain_dir, prefix)
+        if entries is not None:  # outside arrays a directory holds no shards: cheap path
+            for name in entries:
+                yield name
+            return
         for key in await asyncio.to_thread(self.list_keys, start):
             head = key[len(start) :].split("/", 1)[0]
             if head not in seen:
