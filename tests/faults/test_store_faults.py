@@ -91,7 +91,8 @@ def test_sigkill_during_consolidate_loses_nothing_and_rerun_finishes(
     for trial in range(KILLS_PER_KIND):
         root = tmp_path / f"t{trial}"
         expected = _build(root, kind, trial)
-        killed += _run_and_kill(random.uniform(0, budget), "consolidate", kind, str(root), "1")
+        workers = "1" if trial % 2 else "3"  # serial and threaded consolidation
+        killed += _run_and_kill(random.uniform(0, budget), "consolidate", kind, str(root), workers)
         np.testing.assert_array_equal(zarr.open_array(CLASSES[kind](root), path="g/x")[:],
                                       expected)
         CLASSES[kind](root).consolidate()
@@ -142,21 +143,22 @@ def test_sigkill_during_convert_loses_nothing_and_rerun_finishes(tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["h5", "zip"])
-def test_concurrent_writers_and_consolidator_lose_nothing(kind: str, tmp_path: Path) -> None:
+def test_concurrent_writers_and_two_consolidators_lose_nothing(kind: str, tmp_path: Path) -> None:
     store = CLASSES[kind](tmp_path, chunks_per_shard=4)
     zarr.create_array(store, name="x", shape=(48 * 10,), chunks=(10,), dtype="i8", fill_value=0)
     writers, versions = 3, 6
-    consolidator = _spawn("consolidate-loop", kind, str(tmp_path))
+    consolidators = [_spawn("consolidate-loop", kind, str(tmp_path)) for _ in range(2)]
     procs = [_spawn("write", kind, str(tmp_path), str(i), str(writers), str(versions))
              for i in range(writers)]
-    for proc in [consolidator, *procs]:
+    for proc in [*consolidators, *procs]:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
     for proc in procs:
         assert proc.wait(timeout=120) == 0
-    os.kill(consolidator.pid, signal.SIGKILL)
-    consolidator.wait()
+    for consolidator in consolidators:
+        os.kill(consolidator.pid, signal.SIGKILL)
+        consolidator.wait()
     rewrites = [int(n) for n in Path(f"{tmp_path}.rewrites").read_text().split()]
     assert sum(rewrites) > 0  # consolidation really ran while the writers wrote
     expected = np.repeat(versions * 1000 + np.arange(48), 10)

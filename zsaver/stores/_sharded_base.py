@@ -100,13 +100,6 @@ def _write_temp(path: str, data: Any) -> str:
     return tmp
 
 
-def _stat_sig(path: str) -> Signature | None:
-    try:
-        return signature(os.stat(path))
-    except FileNotFoundError:
-        return None
-
-
 class ShardedStoreBase(ShardListingMixin, Store):
     """A zarr store whose chunks end up grouped in shard files of one container format.
 
