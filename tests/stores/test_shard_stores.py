@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -103,9 +104,13 @@ def test_rewritten_chunk_is_listed_once_and_shard_holds_one_copy(
     assert store.list_keys("x/c") == ["x/c/0", "x/c/1"]
     assert arr[:].tolist() == [9, 9, 3, 4]
     store.consolidate()
-    handle = store._cache.acquire(str(tmp_path / "x" / f"shard-0{store._container.suffix}"))
-    assert sorted(handle.index) == ["0", "1"]
-    store._cache.release(handle)
+    shard = tmp_path / "x" / f"shard-0{store._container.suffix}"
+    if shard.suffix == ".zip":  # zip could hold a name twice; HDF5 names are unique
+        with zipfile.ZipFile(shard) as zf:
+            assert sorted(zf.namelist()) == ["0", "1"]
+    else:
+        with h5py.File(shard, "r") as f:
+            assert sorted(f) == ["0", "1"]
     assert arr[:].tolist() == [9, 9, 3, 4]
 
 

@@ -103,8 +103,19 @@ def _write_temp(path: str, data: Any) -> str:
 class ShardedStoreBase(ShardListingMixin, Store):
     """A zarr store whose chunks end up grouped in shard files of one container format.
 
+    Arguments (kept as attributes of the same names):
+        root: the store directory (created unless ``read_only``).
+        chunks_per_shard: chunks per shard along each axis; None entries or
+            missing trailing axes mean all chunks along that axis. Default
+            ``(64,)``, or whatever the directory's ``.zsaver-store.json`` records.
+        read_only: refuse every write.
+        write_direct: buffer chunks in memory and write them into their shards
+            by copy-on-write at :meth:`flush` / :meth:`close` / :meth:`consolidate`
+            (or when ``max_buffer_bytes`` is exceeded), instead of loose files.
+        max_open_shards: how many idle shard handles the LRU keeps open.
+        max_buffer_bytes: ``write_direct`` buffer size that triggers a flush.
+
     Subclasses set :attr:`store_type` and implement :meth:`_make_container`.
-    Constructor arguments are kept as attributes of the same names.
     """
 
     store_type: ClassVar[str] = ""
