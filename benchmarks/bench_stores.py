@@ -2,7 +2,9 @@
 
 2,000 saves of (100, 64) float32 through ZarrSaver, chunks (1000, 64); each shard
 store is consolidated and the consolidation is timed with the writes. Then 1,000
-random whole-chunk reads. Prints medians of several runs and ratios.
+random whole-chunk reads. Prints medians of several runs and ratios. The
+``write_direct`` rows buffer chunks and write them straight into shards at
+consolidate() (no loose files at all).
 
 A second table repeats the writes without the saver's staging (each save is an
 ``arr[a:b] = block`` of 100 rows, the way the sharding codec's partial-shard
@@ -38,6 +40,8 @@ def _configs() -> dict[str, tuple[Callable[[str], Any], dict[str, Any]]]:
         "LocalStore": (LocalStore, {}),
         "H5ShardStore": (H5ShardStore, {}),
         "ZipShardStore": (ZipShardStore, {}),
+        "H5ShardStore write_direct": (lambda root: H5ShardStore(root, write_direct=True), {}),
+        "ZipShardStore write_direct": (lambda root: ZipShardStore(root, write_direct=True), {}),
         "sharding codec": (LocalStore, {"shards": (64 * CHUNK_ROWS, COLS)}),
     }
 
