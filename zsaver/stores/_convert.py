@@ -132,6 +132,8 @@ def convert(
         old.consolidate(**run)  # absorb loose chunks and deletions first
         _recontain(old, _open(root, to, cps, write_marker=False))
         write_json_atomic(root / MARKER_NAME, {**read_json(root / MARKER_NAME), "container": to})
+    for stale in root.glob(".zsaver-*.json.*" + TEMP_SUFFIX):  # from a killed earlier run
+        stale.unlink(missing_ok=True)
     (root / JOURNAL_NAME).unlink()
     fsync_dir(root)
 
