@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 
@@ -231,3 +232,19 @@ async def test_list_dir_of_an_array_shows_chunk_keys_not_shard_files(
     assert sorted([k async for k in store.list_dir("v3/c/")]) == ["0", "1", "2", "3"]
     assert sorted([k async for k in store.list_dir("v2")]) == ["0", "1", "2", "3", "zarr.json"]
     assert sorted(group.array_keys()) == ["v2", "v3"]
+
+
+def test_consolidate_removes_temporaries_of_killed_writers_only_when_stale(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="i4")[:] = 3
+    stale = tmp_path / "x" / "c" / "0.0123.zsaver-partial"
+    fresh = tmp_path / "x" / "c" / "1.0456.zsaver-partial"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    store.consolidate()
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a writer that is running right now
+    assert store.list_keys("x/c") == ["x/c/0", "x/c/1", "x/c/2", "x/c/3"]

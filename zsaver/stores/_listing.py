@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
 
 from zsaver.stores._layout import (
@@ -19,6 +20,18 @@ from zsaver.stores._layout import (
 from zsaver.stores._marker import BOOKKEEPING
 
 _NO_NODE = object()  # no metadata document at a prefix (as opposed to a group's)
+
+#: A temporary file this old was left by a killed writer: a live one exists for
+#: the milliseconds between its creation and its rename.
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _remove_if_stale(path: str) -> None:
+    try:
+        if time.time() - os.stat(path).st_mtime > STALE_TEMP_SECONDS:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class ShardListingMixin:
@@ -161,7 +174,10 @@ class ShardListingMixin:
             if rel_dir == "":
                 dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
             for name in filenames:
-                if name.endswith(TEMP_SUFFIX) or name in METADATA_NAMES:
+                if name.endswith(TEMP_SUFFIX):
+                    _remove_if_stale(os.path.join(dirpath, name))
+                    continue
+                if name in METADATA_NAMES:
                     continue
                 key = f"{rel_dir}/{name}" if rel_dir else name
                 key = key.removesuffix(TOMBSTONE_SUFFIX)
