@@ -8,8 +8,22 @@ Example:
 
 from zsaver import errors
 from zsaver.errors import ZsaverError
+from zsaver.errors import ResumeMismatchError, TaskError
 from zsaver.savers import APPROACHES, Saver
+from zsaver.tasks import ItemFailure, Task, TaskManager, TaskReport
 
 __version__ = "0.1.0"
 
-__all__ = ["APPROACHES", "Saver", "ZsaverError", "__version__", "errors"]
+__all__ = [
+    "APPROACHES",
+    "ItemFailure",
+    "ResumeMismatchError",
+    "Saver",
+    "Task",
+    "TaskError",
+    "TaskManager",
+    "TaskReport",
+    "ZsaverError",
+    "__version__",
+    "errors",
+]
