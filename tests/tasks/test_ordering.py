@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from helpers import row_of, slow_row
+from npy_saver import NpySaver
+
+from zsaver import TaskManager
+from zsaver.tasks._ordering import ReorderBuffer
+
+
+def test_reorder_buffer_releases_only_the_contiguous_prefix() -> None:
+    buf: ReorderBuffer[str] = ReorderBuffer(10)
+    buf.put(13, 2, "c")
+    buf.put(12, 1, "b")
+    assert list(buf.pop_ready()) == []
+    buf.put(10, 2, "a")
+    assert list(buf.pop_ready()) == ["a", "b", "c"]
+    assert buf.next_start == 15 and len(buf) == 0
+
+
+def test_reorder_buffer_refuses_a_batch_twice() -> None:
+    buf: ReorderBuffer[str] = ReorderBuffer(0)
+    buf.put(0, 1, "a")
+    list(buf.pop_ready())
+    with pytest.raises(ValueError, match="already"):
+        buf.put(0, 1, "a")
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_results_come_back_in_item_order_despite_random_durations(executor: str) -> None:
+    report = TaskManager(slow_row, executor=executor, n_workers=2, batch_size=3).submit_tasks(
+        range(120), progress=False
+    )
+    assert np.array_equal(np.stack(report.results), np.stack([row_of(i) for i in range(120)]))
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+@pytest.mark.parametrize("approach", ["append", "update"])
+def test_row_i_of_the_dataset_is_item_i_despite_random_durations(tmp_path, executor: str, approach: str) -> None:
+    saver = NpySaver(tmp_path / "ds", approach=approach, row_chunk=16)
+    report = TaskManager(slow_row, executor=executor, n_workers=2, batch_size=2).submit_tasks(
+        range(150), saver, save_interval=7, progress=False
+    )
+    assert report.rows_saved == 150 and report.items_done == 150
+    assert np.array_equal(saver.read(), np.stack([row_of(i) for i in range(150)]))
+
+
+def test_items_yielding_k_rows_occupy_rows_i_times_k(tmp_path) -> None:
+    saver = NpySaver(tmp_path / "ds")
+    TaskManager(_three_rows, executor="threads", n_workers=2, batch_size=4).submit_tasks(
+        range(25), saver, save_interval=5, progress=False, rows_per_item=3
+    )
+    data = saver.read()
+    assert data.shape == (75, 2)
+    assert np.array_equal(data[:, 0], np.repeat(np.arange(25), 3))
+    assert np.array_equal(data[:, 1], np.tile(np.arange(3), 25))
+
+
+def _three_rows(i: int) -> np.ndarray:
+    return np.stack([[i, j] for j in range(3)]).astype(np.int32)
+
+
+def test_append_goes_after_rows_already_in_the_dataset(tmp_path) -> None:
+    saver = NpySaver(tmp_path / "ds")
+    saver.save(np.full((5, 4), -1, dtype=np.float32))
+    TaskManager(row_of).submit_tasks(range(10), saver, save_interval=3, progress=False)
+    data = saver.read()
+    assert np.array_equal(data[:5], np.full((5, 4), -1)) and np.array_equal(data[5:], np.stack([row_of(i) for i in range(10)]))
