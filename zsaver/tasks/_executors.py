@@ -104,7 +104,12 @@ class ExecutorHandle:
         return self._pool.client if self.is_dask else None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future:
-        return self._pool.submit(fn, *args)
+        try:
+            return self._pool.submit(fn, *args)
+        except cf.BrokenExecutor:
+            # A worker died before we saw its future fail: replace the pool and go on.
+            self.recover()
+            return self._pool.submit(fn, *args)
 
     def is_worker_death(self, exc: BaseException) -> bool:
         """True when ``exc`` (from ``future.result()``) means the worker died, not the task."""

@@ -65,8 +65,8 @@ def _overrides(task: Task, name: str) -> bool:
 
 
 def is_vectorised(task: Task) -> bool:
-    """True when the task brings its own :meth:`Task.process_items`."""
-    return _overrides(task, "process_items")
+    """True when the task brings its own :meth:`Task.process_items` (a wrapped function does not)."""
+    return _overrides(task, "process_items") and not isinstance(task, FunctionTask)
 
 
 def as_task(task: Task | type[Task] | Callable[..., Any]) -> Task:
