@@ -9,13 +9,14 @@ Example:
 from zsaver import errors
 from zsaver.errors import ZsaverError
 from zsaver.errors import ResumeMismatchError, TaskError
-from zsaver.savers import APPROACHES, Saver
+from zsaver.savers import APPROACHES, HDF5Saver, Saver, ZarrSaver
 from zsaver.tasks import ItemFailure, Task, TaskManager, TaskReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APPROACHES",
+    "HDF5Saver",
     "ItemFailure",
     "ResumeMismatchError",
     "Saver",
@@ -23,6 +24,7 @@ __all__ = [
     "TaskError",
     "TaskManager",
     "TaskReport",
+    "ZarrSaver",
     "ZsaverError",
     "__version__",
     "errors",

@@ -42,6 +42,18 @@ class SaverClosedError(ZsaverError, ValueError):
     """An operation on a saver that has been closed."""
 
 
+class InvalidIndexError(ZsaverError, TypeError):
+    """Indices of a kind that cannot address rows (floats, 2-D arrays, ...)."""
+
+
+class SaverOptionError(ZsaverError, TypeError):
+    """A saver was given a keyword option it does not know."""
+
+
+class DatasetSpecError(ZsaverError, ValueError):
+    """Creation options (chunks, codecs, fill value, ...) that zarr or h5py refuse."""
+
+
 # --- stores -----------------------------------------------------------------
 
 

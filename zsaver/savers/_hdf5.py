@@ -1,0 +1,255 @@
+"""HDF5Saver: the same approaches and sessions on an h5py resizable dataset.
+
+HDF5 keeps no journal: a process killed while the file is open for writing can
+leave the file unreadable, earlier data included. So this saver stages a
+session's saves in memory and opens the file only to flush (under a lock file
+next to it, which also serialises writers from several processes). A kill
+between flushes leaves the file exactly as the last flush left it; a kill
+*during* a flush may corrupt the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from zsaver._filelock import FileLock
+from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
+from zsaver.savers._records import check_record_name, read_sidecar, write_sidecar
+from zsaver.savers._session import DatasetSpec, StagedSaver
+from zsaver.savers._validation import check_options, default_row_chunk
+
+CREATE_OPTIONS = frozenset(
+    {"dtype", "chunks", "compression", "compression_opts", "shuffle", "fletcher32", "fill_value", "attributes"}
+)
+OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize"}
+
+#: Staged appended rows are written once they hold this many bytes.
+WRITE_STAGE_BYTES = 64 << 20
+
+_probe_names = itertools.count()
+
+
+class HDF5Saver(StagedSaver):
+    """Persist rows into a resizable HDF5 dataset, by append, overwrite or update.
+
+    ``options``: dtype, chunks (rows or a full chunk shape), compression,
+    compression_opts, shuffle, fletcher32, fill_value, attributes, plus
+    ``shape`` and ``allow_resize`` as for :class:`~zsaver.ZarrSaver`.
+
+    Example:
+        >>> import numpy as np, tempfile, os, h5py
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.h5")
+        >>> with HDF5Saver(path, "runs/result", compression="gzip") as s:
+        ...     s.save(np.zeros((5, 2)))
+        >>> h5py.File(path)["runs/result"].shape
+        (5, 2)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dataset_name: str = "dataset",
+        approach: str = "append",
+        **options: Any,
+    ) -> None:
+        check_options(options, OPTIONS, "HDF5Saver")
+        if not isinstance(dataset_name, str) or not dataset_name.strip("/"):
+            raise ValueError(f"dataset_name must be a non-empty string; got {dataset_name!r}")
+        self.path = Path(os.fspath(path))
+        self.dataset_name = self.name = dataset_name.strip("/")
+        self._options = dict(options)
+        super().__init__(
+            approach,
+            allow_resize=self._options.pop("allow_resize", False),
+            create_shape=self._options.pop("shape", None),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "name": self.dataset_name,
+            "approach": self.approach,
+            "options": dict(self._options, allow_resize=self.allow_resize, shape=self._create_shape),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["name"], state["approach"], **state["options"])  # type: ignore[misc]
+
+    def clone(self, approach: str | None = None) -> HDF5Saver:
+        """A fresh saver on the same dataset (for worker processes)."""
+        return HDF5Saver(
+            self.path,
+            self.dataset_name,
+            approach or self.approach,
+            allow_resize=self.allow_resize,
+            shape=self._create_shape,
+            **self._options,
+        )
+
+    def __repr__(self) -> str:
+        return f"HDF5Saver({str(self.path)!r}, {self.dataset_name!r}, approach={self.approach!r})"
+
+    # --- file access: always under the lock file ---------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".zsaver-lock")
+
+    @contextlib.contextmanager
+    def _file(self, mode: str) -> Iterator[h5py.File]:
+        with FileLock(self.lock_path), h5py.File(self.path, mode) as f:
+            yield f
+
+    def _dataset(self, f: h5py.File) -> h5py.Dataset | None:
+        node = f.get(self.dataset_name)
+        if node is None:
+            return None
+        if not isinstance(node, h5py.Dataset) or node.ndim == 0:
+            raise ShapeMismatchError(
+                f"dataset {self.dataset_name!r} in {self.path.name}: expected a dataset with a "
+                f"row axis; found {node!r}"
+            )
+        return node
+
+    def _adopt(self, ds: h5py.Dataset) -> None:
+        row_chunk = ds.chunks[0] if ds.chunks else max(1, ds.shape[0])
+        self._spec = DatasetSpec(np.dtype(ds.dtype), tuple(ds.shape[1:]), int(row_chunk))
+        self._length = ds.shape[0]
+
+    def _open_spec(self) -> bool:
+        if not self.path.exists():
+            return False
+        with self._file("r") as f:
+            ds = self._dataset(f)
+            if ds is None:
+                return False
+            self._adopt(ds)
+            return True
+
+    def _disk_length(self) -> int | None:
+        if not self.path.exists():
+            return None
+        with self._file("r") as f:
+            ds = self._dataset(f)
+            return None if ds is None else ds.shape[0]
+
+    def _creation_kwargs(self, shape: tuple[int, ...], data_dtype: np.dtype) -> dict[str, Any]:
+        kwargs = {k: v for k, v in self._options.items() if k != "attributes"}
+        dtype = np.dtype(kwargs.pop("dtype", data_dtype))
+        chunks = kwargs.pop("chunks", None)
+        if chunks is None:
+            chunks = default_row_chunk(shape[1:], dtype)
+        if isinstance(chunks, (int, np.integer)):
+            chunks = (int(chunks), *shape[1:])
+        if "fill_value" in kwargs:
+            kwargs["fillvalue"] = kwargs.pop("fill_value")
+        return dict(kwargs, dtype=dtype, chunks=tuple(chunks), maxshape=(None, *shape[1:]))
+
+    def _make(self, f: h5py.File, shape: tuple[int, ...], data_dtype: np.dtype) -> h5py.Dataset:
+        ds = f.create_dataset(self.dataset_name, shape=shape, **self._creation_kwargs(shape, data_dtype))
+        for key, value in (self._options.get("attributes") or {}).items():
+            ds.attrs[key] = value
+        return ds
+
+    def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
+        # Dry run in an in-memory HDF5 file: h5py checks every option, no byte hits disk.
+        probe = f"zsaver-probe-{os.getpid()}-{next(_probe_names)}"
+        try:
+            with h5py.File(probe, "w", driver="core", backing_store=False) as f:
+                ds = self._make(f, shape, data_dtype)
+                return DatasetSpec(np.dtype(ds.dtype), tuple(shape[1:]), int(ds.chunks[0]))
+        except (ValueError, TypeError) as exc:
+            raise DatasetSpecError(
+                f"dataset {self.dataset_name!r}: h5py refuses the creation options "
+                f"{self._options} for shape {shape}: {exc}"
+            ) from exc
+
+    def _create(self, shape: tuple[int, ...], data_dtype: np.dtype, replace: bool) -> None:
+        with self._file("a") as f:
+            ds = self._dataset(f)
+            if ds is not None and not replace:
+                self._adopt(ds)
+                return
+            if ds is not None:
+                del f[self.dataset_name]
+                shutil.rmtree(self._records_dir, ignore_errors=True)
+            self._adopt(self._make(f, shape, data_dtype))
+
+    @property
+    def _batch_rows(self) -> int:
+        assert self._spec is not None
+        row_bytes = max(1, self._spec.dtype.itemsize * int(np.prod(self._spec.row_shape)))
+        return max(self._spec.row_chunk, WRITE_STAGE_BYTES // row_bytes)
+
+    # --- writing --------------------------------------------------------------------
+
+    def _open_for_write(self, f: h5py.File) -> h5py.Dataset:
+        ds = self._dataset(f)
+        if ds is None:
+            raise DatasetNotFoundError(f"dataset {self.dataset_name!r} was deleted while being written")
+        return ds
+
+    def _write_rows(self, final: bool) -> None:
+        assert self._rows is not None
+        count = len(self._rows)
+        with self._file("a") as f:
+            ds = self._open_for_write(f)
+            start = ds.shape[0]
+            ds.resize(start + count, axis=0)
+            ds[start:] = self._rows.view(count)
+            self._length = start + count
+        self._rows.consume(count)
+
+    def _grow_to(self, n_rows: int) -> None:
+        with self._file("a") as f:
+            ds = self._open_for_write(f)
+            if ds.shape[0] < n_rows:
+                ds.resize(n_rows, axis=0)
+            self._length = ds.shape[0]
+
+    def _write_updates(self) -> None:
+        assert self._spec is not None
+        chunk = self._spec.row_chunk
+        with self._file("a") as f:
+            ds = self._open_for_write(f)
+            end = max(ds.shape[0], self._updates.max_position + 1)
+            if end > ds.shape[0]:
+                ds.resize(end, axis=0)  # HDF5 shows the fill value in the new rows
+            for group in self._updates.by_chunk(chunk):
+                a, b = group.chunk * chunk, min((group.chunk + 1) * chunk, end)
+                if group.positions.size == b - a:
+                    block = np.empty((b - a, *self._spec.row_shape), self._spec.dtype)
+                else:
+                    block = ds[a:b]
+                block[group.positions - a] = group.rows
+                ds[a:b] = block
+            self._length = end
+        self._updates.clear()
+
+    # --- records: a sidecar directory next to the file ----------------------------
+
+    @property
+    def _records_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".zsaver") / self.dataset_name
+
+    @property
+    def supports_records(self) -> bool:
+        return True
+
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        return read_sidecar(self._records_dir / f"{check_record_name(name)}.json")
+
+    def write_record(self, name: str, doc: dict[str, Any] | None) -> None:
+        write_sidecar(self._records_dir / f"{check_record_name(name)}.json", doc)
+
+
+__all__ = ["OPTIONS", "HDF5Saver"]

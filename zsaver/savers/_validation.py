@@ -1,0 +1,222 @@
+"""Checks shared by every saver: data to rows, the casting rule, row indices.
+
+Everything here is pure (no I/O), so a saver can run all checks before it
+writes its first byte.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from zsaver.errors import (
+    DTypeMismatchError,
+    DuplicateIndexError,
+    InvalidIndexError,
+    RowIndexError,
+    SaverOptionError,
+    ShapeMismatchError,
+)
+
+#: Target size of a default chunk along axis 0 (trailing axes are never split).
+DEFAULT_CHUNK_BYTES = 1 << 20
+
+
+def as_array(data: npt.ArrayLike, dataset: str) -> np.ndarray:
+    """``data`` as an ndarray with at least one axis; ragged, object and 0-d data are refused.
+
+    Example:
+        >>> as_array([[1, 2], [3, 4]], "d").shape
+        (2, 2)
+    """
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            arr = np.asarray(data)
+        except ValueError as exc:  # numpy >= 1.24 refuses ragged nested sequences
+            raise ShapeMismatchError(
+                f"dataset {dataset!r}: expected rectangular data (all rows of one shape); "
+                f"got ragged data ({exc})"
+            ) from None
+    if arr.dtype == object:
+        raise DTypeMismatchError(
+            f"dataset {dataset!r}: expected numeric, bool or fixed-width string data; "
+            "got dtype object (ragged rows or Python objects)"
+        )
+    if arr.ndim == 0:
+        raise ShapeMismatchError(
+            f"dataset {dataset!r}: expected data with a row axis (ndim >= 1); got a "
+            f"zero-dimensional value {arr!r}; wrap it, e.g. np.atleast_1d(value)"
+        )
+    if arr.dtype.kind == "V" and arr.dtype.fields is None:
+        raise DTypeMismatchError(f"dataset {dataset!r}: raw void dtype {arr.dtype} is not storable")
+    return arr
+
+
+def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
+    """``arr`` in dtype ``target`` if numpy's "same_kind" rule allows it and no value changes.
+
+    Integer, bool and string targets need an exact round trip (no overflow,
+    wrap-around or truncation). Floating and complex targets accept rounding to
+    the nearest representable value but not a finite value becoming infinite.
+
+    Example:
+        >>> cast_rows(np.array([1, 2]), np.dtype("f4"), "d").dtype
+        dtype('float32')
+    """
+    source = arr.dtype
+    if source == target:
+        return arr
+    if not np.can_cast(source, target, casting="same_kind"):
+        raise DTypeMismatchError(
+            f"dataset {dataset!r} has dtype {target}; got data of dtype {source}, which "
+            f"cannot be stored without changing values (numpy 'same_kind' casting refuses "
+            f"{source} -> {target})"
+        )
+    with np.errstate(all="ignore"):
+        cast = arr.astype(target)
+        if target.kind in "fc" and source.kind in "iufcb":
+            changed = bool(np.any(np.isfinite(arr) & ~np.isfinite(cast)))
+        else:
+            changed = not np.array_equal(cast.astype(source), arr)
+    if changed:
+        raise DTypeMismatchError(
+            f"dataset {dataset!r} has dtype {target}; got data of dtype {source} whose values "
+            f"do not fit in {target} (overflow or truncation)"
+        )
+    return cast
+
+
+def check_row_shape(arr: np.ndarray, row_shape: tuple[int, ...], dataset: str) -> None:
+    """Raise unless ``arr`` is a stack of rows of ``row_shape``."""
+    if arr.shape[1:] != row_shape:
+        raise ShapeMismatchError(
+            f"dataset {dataset!r} has rows of shape {row_shape}; got data of shape "
+            f"{arr.shape} (rows of shape {arr.shape[1:]})"
+        )
+
+
+def default_row_chunk(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Rows per chunk so that a chunk holds about 1 MiB (at least one row)."""
+    row_bytes = max(1, math.prod(row_shape) * dtype.itemsize)
+    return max(1, DEFAULT_CHUNK_BYTES // row_bytes)
+
+
+def check_options(options: dict[str, Any], allowed: frozenset[str], saver: str) -> None:
+    """Refuse unknown keyword options instead of silently ignoring them."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise SaverOptionError(
+            f"{saver} got unknown option(s) {', '.join(unknown)}; "
+            f"expected some of {', '.join(sorted(allowed))}"
+        )
+
+
+def is_single_index(indices: Any) -> bool:
+    """True for an int-like scalar index (not a bool)."""
+    return not isinstance(indices, (bool, np.bool_)) and isinstance(indices, (int, np.integer))
+
+
+def normalize_indices(
+    indices: Any, length: int, *, allow_resize: bool, dataset: str
+) -> np.ndarray:
+    """Row positions (int64, 1-D, non-negative, unique) addressed by ``indices``.
+
+    ``length`` is the dataset's current number of rows. Without ``allow_resize``
+    every position must be below it; with it, positions past the end are kept
+    (the dataset grows). Negative positions count from the end as in numpy.
+
+    Example:
+        >>> normalize_indices([3, -1], 5, allow_resize=False, dataset="d").tolist()
+        [3, 4]
+    """
+    if indices is None:
+        raise InvalidIndexError(
+            f"dataset {dataset!r}: the update approach needs indices (int, slice, list or "
+            "array of ints, or boolean mask); got None"
+        )
+    if is_single_index(indices):
+        positions = np.array([operator.index(indices)], dtype=np.int64)
+    elif isinstance(indices, slice):
+        stop = indices.stop
+        span = length
+        if allow_resize and stop is not None and (indices.step or 1) > 0:
+            span = max(length, operator.index(stop))
+        positions = np.arange(*indices.indices(span), dtype=np.int64)
+        return positions  # a slice is already in range and free of duplicates
+    else:
+        try:
+            raw = np.asarray(indices)
+        except ValueError:
+            raw = np.asarray(indices, dtype=object)
+        if raw.dtype == bool:
+            if raw.ndim != 1 or raw.shape[0] != length:
+                raise ShapeMismatchError(
+                    f"dataset {dataset!r}: a boolean mask must have one entry per row "
+                    f"({length}); got a mask of shape {raw.shape}"
+                )
+            return np.flatnonzero(raw).astype(np.int64)
+        if raw.size == 0 and raw.ndim == 1:
+            raw = raw.astype(np.int64)
+        if raw.dtype.kind not in "iu" or raw.ndim != 1:
+            raise InvalidIndexError(
+                f"dataset {dataset!r}: expected indices as an int, a slice, a 1-D list or "
+                f"array of ints, or a boolean mask; got {type(indices).__name__} with "
+                f"dtype {raw.dtype} and shape {raw.shape}"
+            )
+        positions = raw.astype(np.int64, copy=True)
+    too_low = positions < -length
+    if too_low.any():
+        bad = int(positions[too_low][0])
+        raise RowIndexError(
+            f"dataset {dataset!r}: index {bad} is out of bounds for length {length}"
+        )
+    positions[positions < 0] += length
+    too_high = positions >= length
+    if not allow_resize and too_high.any():
+        bad = int(positions[too_high][0])
+        raise RowIndexError(
+            f"dataset {dataset!r}: index {bad} is out of bounds for length {length} "
+            "(make the saver with allow_resize=True to grow the dataset)"
+        )
+    if positions.size > 1:
+        ordered = np.sort(positions)
+        dup = ordered[1:][ordered[1:] == ordered[:-1]]
+        if dup.size:
+            raise DuplicateIndexError(
+                f"dataset {dataset!r}: index {int(dup[0])} appears more than once in one "
+                "update; expected each row at most once"
+            )
+    return positions
+
+
+def rows_for_indices(
+    arr: np.ndarray, positions: np.ndarray, single: bool, row_shape: tuple[int, ...], dataset: str
+) -> np.ndarray:
+    """``arr`` as one row per position (a lone row is accepted for an int index)."""
+    if single and arr.shape == row_shape:
+        arr = arr.reshape((1, *row_shape))
+    check_row_shape(arr, row_shape, dataset)
+    if arr.shape[0] != positions.shape[0]:
+        raise ShapeMismatchError(
+            f"dataset {dataset!r}: {positions.shape[0]} indices but {arr.shape[0]} rows of data"
+        )
+    return arr
+
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "as_array",
+    "cast_rows",
+    "check_options",
+    "check_row_shape",
+    "default_row_chunk",
+    "is_single_index",
+    "normalize_indices",
+    "rows_for_indices",
+]
