@@ -3,4 +3,8 @@
 This layer knows zarr, h5py and zipfile, and nothing of savers or tasks.
 """
 
-__all__: list[str] = []
+from zsaver.stores._convert import convert, open_store
+from zsaver.stores._h5_store import H5ShardStore
+from zsaver.stores._zip_store import ZipShardStore
+
+__all__: list[str] = ["H5ShardStore", "ZipShardStore", "convert", "open_store"]

@@ -1,0 +1,226 @@
+"""In-place conversion between plain zarr directories and HDF5 / zip shard stores.
+
+Work goes a shard at a time, so the extra disk space stays around one shard.
+A journal file (``.zsaver-convert.json``) names the source and the target while
+a conversion runs; every step is idempotent, so after a SIGKILL running
+``convert`` again with the same target finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from zarr.abc.store import Store
+from zarr.storage import LocalStore
+
+from zsaver.errors import StoreConfigError
+from zsaver.stores._h5_store import H5ShardStore
+from zsaver.stores._layout import TEMP_SUFFIX, TOMBSTONE_SUFFIX, normalize_chunks_per_shard
+from zsaver.stores._marker import (
+    BOOKKEEPING,
+    JOURNAL_NAME,
+    LOCKS_DIR,
+    MARKER_NAME,
+    fsync_dir,
+    read_json,
+    write_json_atomic,
+)
+from zsaver.stores._sharded_base import ShardedStoreBase, _write_temp
+from zsaver.stores._zip_store import ZipShardStore
+
+_CLASSES: dict[str, type[ShardedStoreBase]] = {"h5": H5ShardStore, "zip": ZipShardStore}
+TARGETS = ("h5", "zip", "plain")
+
+
+def open_store(path: str | os.PathLike[str], *, read_only: bool = False, **kwargs: Any) -> Store:
+    """Open ``path`` with the store class recorded in its ``.zsaver-store.json``.
+
+    A directory without that file is a plain zarr tree, opened as a ``LocalStore``.
+
+    Example:
+        >>> import tempfile
+        >>> type(open_store(tempfile.mkdtemp())).__name__
+        'LocalStore'
+    """
+    root = Path(path)
+    marker = read_json(root / MARKER_NAME)
+    if marker is None:
+        return LocalStore(root, read_only=read_only)
+    cls = _CLASSES.get(marker.get("container", ""))
+    if cls is None:
+        raise StoreConfigError(f"{root / MARKER_NAME} names an unknown store {marker!r}")
+    if marker.get("layout") == "nested":
+        kwargs = {"layout": "nested", "consolidate_depth": marker["consolidate_depth"], **kwargs}
+    return cls(root, read_only=read_only, **kwargs)
+
+
+def convert(
+    path: str | os.PathLike[str],
+    to: str,
+    *,
+    chunks_per_shard: int | tuple[int | None, ...] | None = None,
+    workers: int | None = None,
+    client: Any = None,
+    progress: bool = False,
+) -> None:
+    """Convert the zarr directory at ``path`` in place to ``to`` ("h5", "zip" or "plain").
+
+    A plain directory (zarr 3 LocalStore or zarr 2 nested directory tree) becomes a
+    shard store and back. Killing it at any instant loses nothing; run it again
+    with the same ``to`` to finish.
+
+    Example:
+        >>> import tempfile, zarr
+        >>> d = tempfile.mkdtemp()
+        >>> zarr.create_array(d, shape=(3,), chunks=(1,), dtype="i1")[:] = 7
+        >>> convert(d, "zip")
+        >>> type(open_store(d)).__name__, open_store(d).list_keys()[:2]
+        ('ZipShardStore', ['c/0', 'c/1'])
+    """
+    if to not in TARGETS:
+        raise StoreConfigError(f"to must be one of {TARGETS}, got {to!r}")
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no zarr directory at {root}")
+    normalize_chunks_per_shard(chunks_per_shard)  # validate before writing anything
+    journal = read_json(root / JOURNAL_NAME)
+    marker = read_json(root / MARKER_NAME)
+    if journal is None:
+        source = marker["container"] if marker else "plain"
+        if marker and marker.get("layout") == "nested":
+            raise StoreConfigError("convert handles the sharded layout, not layout='nested'")
+        cps = marker.get("chunks_per_shard") if marker else None
+        if chunks_per_shard is not None:
+            wanted = list(normalize_chunks_per_shard(chunks_per_shard))
+            if marker and cps != wanted and to != "plain":
+                raise StoreConfigError(
+                    f"{root} is sharded with chunks_per_shard={cps}; convert to 'plain' first "
+                    f"to regroup it with {wanted}"
+                )
+            cps = wanted
+        if source == to:
+            if to != "plain":
+                _open(root, to, cps).consolidate(workers=workers, client=client, progress=progress)
+            return
+        journal = {"from": source, "to": to, "chunks_per_shard": cps}
+        write_json_atomic(root / JOURNAL_NAME, journal)
+    elif journal["to"] != to:
+        raise StoreConfigError(
+            f"{root} is being converted from {journal['from']!r} to {journal['to']!r}; "
+            f"run convert(..., to={journal['to']!r}) to finish that first"
+        )
+    source, cps = journal["from"], journal["chunks_per_shard"]
+    run = {"workers": workers, "client": client, "progress": progress}
+    if source == "plain":
+        _open(root, to, cps).consolidate(**run)
+    elif to == "plain":
+        _explode(_open(root, source, cps))
+        for name in (MARKER_NAME, LOCKS_DIR):
+            target = root / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+    else:
+        old = _open(root, source, cps)
+        old.consolidate(**run)  # absorb loose chunks and deletions first
+        _recontain(old, _open(root, to, cps, write_marker=False))
+        write_json_atomic(root / MARKER_NAME, {**read_json(root / MARKER_NAME), "container": to})
+    (root / JOURNAL_NAME).unlink()
+    fsync_dir(root)
+
+
+def _open(root: Path, kind: str, cps: Any, *, write_marker: bool = True) -> ShardedStoreBase:
+    """A store of ``kind`` on ``root`` usable while the journal exists."""
+    cps = list(cps or normalize_chunks_per_shard(None))
+    store = _CLASSES[kind](root, chunks_per_shard=tuple(cps))
+    store._allow_journal = True
+    if write_marker:
+        marker = read_json(root / MARKER_NAME)
+        if marker is None or marker.get("container") != kind:
+            write_json_atomic(root / MARKER_NAME, {
+                "zsaver_store": 1, "container": kind, "layout": "sharded", "chunks_per_shard": cps})
+        store._ensure_open_sync()
+    else:  # the target of a container change: the marker still names the source
+        store._layout = store._build_layout({"layout": "sharded", "chunks_per_shard": cps})
+        store._is_open = True
+    return store
+
+
+def _shards(store: ShardedStoreBase) -> list[tuple[str, str, str]]:
+    """(array path, shard path relative to it, shard file key) of every shard of ``store``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(store._root):
+        rel_dir = os.path.relpath(dirpath, store._root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        if rel_dir == "":
+            dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+        for name in filenames:
+            key = f"{rel_dir}/{name}" if rel_dir else name
+            if store._shard_members(key) is not None:
+                prefix = _array_of(store, key)
+                found.append((prefix, key[len(prefix) + 1 :] if prefix else key, key))
+    return sorted(found)
+
+
+def _array_of(store: ShardedStoreBase, key: str) -> str:
+    parts = key.split("/")
+    found = store._owning_array(parts)
+    assert found is not None
+    return "/".join(parts[: found[0]])
+
+
+def _explode(store: ShardedStoreBase) -> None:
+    """Turn every shard into loose chunk files, a shard at a time."""
+    for prefix, shard_rel, file_key in _shards(store):
+        keys = store._shard_members(file_key) or []
+        with store._consolidation_lock(prefix, shard_rel):
+            handle = store._cache.acquire(store._path(file_key))
+            if handle is None:
+                continue
+            try:
+                for key in keys:
+                    loose = store._path(key)
+                    # A loose file is newer than the shard copy; a tombstone deleted it.
+                    if os.path.exists(loose) or os.path.exists(loose + TOMBSTONE_SUFFIX):
+                        continue
+                    ref = store._chunk_ref(key)
+                    assert ref is not None
+                    os.replace(_write_temp(loose, handle.read(ref.member) or b""), loose)
+            finally:
+                store._cache.release(handle)
+            fsync_dir(store._path(prefix))
+            os.unlink(store._path(file_key))
+    for dirpath, _, filenames in os.walk(store._root):
+        for name in filenames:
+            if name.endswith((TOMBSTONE_SUFFIX, TEMP_SUFFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, name))
+
+
+def _recontain(old: ShardedStoreBase, new: ShardedStoreBase) -> None:
+    """Rewrite each shard of ``old`` in ``new``'s container format, one at a time."""
+    for prefix, shard_rel, file_key in _shards(old):
+        new_rel = shard_rel[: -len(old._container.suffix)] + new._container.suffix
+        target = os.path.join(old._path(prefix), new_rel)
+        with old._consolidation_lock(prefix, shard_rel):
+            handle = old._cache.acquire(old._path(file_key))
+            if handle is None:
+                continue
+            try:
+                members = [(name, handle.read(name) or b"") for name in handle.index]
+            finally:
+                old._cache.release(handle)
+            for stale in glob.glob(glob.escape(target) + ".*" + TEMP_SUFFIX):
+                os.unlink(stale)  # left by a killed earlier run
+            tmp = f"{target}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
+            new._container.write(tmp, members)
+            os.replace(tmp, target)
+            fsync_dir(os.path.dirname(target))
+            os.unlink(old._path(file_key))

@@ -1,0 +1,53 @@
+"""The small JSON files that make a store directory self-describing.
+
+``.zsaver-store.json`` records which store wrote the directory and with which
+layout options; ``.zsaver-convert.json`` exists only while :func:`convert` runs.
+Both are replaced atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+MARKER_NAME = ".zsaver-store.json"
+JOURNAL_NAME = ".zsaver-convert.json"
+LOCKS_DIR = ".zsaver-locks"
+#: Root entries that belong to the store itself, never to zarr.
+BOOKKEEPING = frozenset({MARKER_NAME, JOURNAL_NAME, LOCKS_DIR})
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None if there is no such file."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Replace ``path`` with ``doc`` so a reader sees the old or the new file, never half."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.zsaver-partial")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make a rename in directory ``path`` durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

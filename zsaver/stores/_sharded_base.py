@@ -1,0 +1,735 @@
+"""The one implementation behind every shard store: loose chunks, shards, locks, listing.
+
+A chunk is written as a loose file at its key's path (temporary file, then
+rename, as zarr's LocalStore does); :meth:`ShardedStoreBase.consolidate` moves
+loose chunks into shard files by copy-on-write. Subclasses only pick a
+container format (see ``_h5.py`` and ``_zip.py``); the layout is in ``docs/layout.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+
+from zsaver._filelock import FileLock
+from zsaver.errors import StoreConfigError
+from zsaver.stores._layout import (
+    METADATA_NAMES,
+    RESERVED_SUFFIXES,
+    TEMP_SUFFIX,
+    TOMBSTONE_SUFFIX,
+    ArrayInfo,
+    ShardLayout,
+    normalize_chunks_per_shard,
+    parse_array_metadata,
+)
+from zsaver.stores._marker import (
+    BOOKKEEPING,
+    JOURNAL_NAME,
+    LOCKS_DIR,
+    MARKER_NAME,
+    fsync_dir,
+    read_json,
+    write_json_atomic,
+)
+from zsaver.stores._shard_cache import ShardContainer, ShardHandleCache, Signature, signature
+
+_NO_NODE = object()  # no metadata document at a prefix (as opposed to a group's)
+_LOCK_STRIPES = 16  # lock files per kind: bounded file count, rare false sharing
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """A chunk key resolved to its array and its place in a shard."""
+
+    key: str
+    prefix: str  # the array's path ("" for a root array)
+    info: ArrayInfo
+    shard_rel: str  # shard path relative to the array directory
+    member: str
+
+
+def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
+    if byte_range is None:
+        return data
+    if isinstance(byte_range, RangeByteRequest):
+        return data[byte_range.start : byte_range.end]
+    if isinstance(byte_range, OffsetByteRequest):
+        return data[byte_range.offset :]
+    if isinstance(byte_range, SuffixByteRequest):
+        return data[max(0, len(data) - byte_range.suffix) :]
+    raise TypeError(f"Unexpected byte_range, got {byte_range}.")
+
+
+def _write_temp(path: str, data: Any) -> str:
+    """Write ``data`` to a fresh temporary file next to ``path``; return its name.
+
+    Creating the file first and the directory only on failure saves a syscall per
+    chunk; retrying covers a consolidation removing an emptied directory meanwhile.
+    """
+    tmp = f"{path}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+    for attempt in range(20):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileNotFoundError:
+            if attempt == 19:
+                raise
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _stat_sig(path: str) -> Signature | None:
+    try:
+        return signature(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+class ShardedStoreBase(Store):
+    """A zarr store whose chunks end up grouped in shard files of one container format.
+
+    Subclasses set :attr:`store_type` and implement :meth:`_make_container`.
+    Constructor arguments are kept as attributes of the same names.
+    """
+
+    store_type: ClassVar[str] = ""
+    supports_writes: bool = True
+    supports_deletes: bool = True
+    supports_listing: bool = True
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        chunks_per_shard: int | tuple[int | None, ...] | None = None,
+        read_only: bool = False,
+        write_direct: bool = False,
+        max_open_shards: int = 128,
+        max_buffer_bytes: int = 256 * 2**20,
+    ) -> None:
+        super().__init__(read_only=read_only)
+        if not isinstance(root, str | os.PathLike):
+            raise TypeError(f"root must be a str or Path, got {type(root).__name__}")
+        normalize_chunks_per_shard(chunks_per_shard)  # fail before touching the disk
+        if int(max_open_shards) < 1:
+            raise StoreConfigError(f"max_open_shards must be >= 1, got {max_open_shards!r}")
+        self.root = Path(root)
+        self.chunks_per_shard = chunks_per_shard
+        self.write_direct = bool(write_direct)
+        self.max_open_shards = int(max_open_shards)
+        self.max_buffer_bytes = int(max_buffer_bytes)
+        self._init_runtime()
+
+    # ---------------------------------------------------------------- options
+    def _options(self) -> dict[str, Any]:
+        """Constructor keyword arguments (besides root and read_only)."""
+        return {
+            "chunks_per_shard": self.chunks_per_shard,
+            "write_direct": self.write_direct,
+            "max_open_shards": self.max_open_shards,
+            "max_buffer_bytes": self.max_buffer_bytes,
+        }
+
+    def _make_container(self) -> ShardContainer:
+        raise NotImplementedError
+
+    def _wanted_layout(self) -> dict[str, Any] | None:
+        """Layout options the caller asked for (None: take the directory's)."""
+        if self.chunks_per_shard is None:
+            return None
+        return {"layout": "sharded",
+                "chunks_per_shard": list(normalize_chunks_per_shard(self.chunks_per_shard))}
+
+    def _default_layout(self) -> dict[str, Any]:
+        return {"layout": "sharded", "chunks_per_shard": list(normalize_chunks_per_shard(None))}
+
+    def _build_layout(self, doc: dict[str, Any]) -> ShardLayout:
+        cps = tuple(doc.get("chunks_per_shard") or ())
+        return ShardLayout(cps, self._container.suffix, doc.get("layout", "sharded"),
+                           int(doc.get("consolidate_depth") or 1))
+
+    # ---------------------------------------------------------------- lifecycle
+    def _init_runtime(self) -> None:
+        self._root = os.fspath(self.root)
+        self._container = self._make_container()
+        self._cache = ShardHandleCache(self._container, self.max_open_shards)
+        self._arrays: dict[str, tuple[Signature, ArrayInfo | None]] = {}
+        self._buffer: dict[str, tuple[ChunkRef, bytes]] = {}
+        self._buffer_bytes = 0
+        self._buffer_lock = threading.RLock()
+        self._open_lock = threading.Lock()
+        self._layout: ShardLayout | None = None
+        self._allow_journal = False  # convert() opens stores mid-conversion
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Small and handle-free: a worker reopens lazily. Unflushed write_direct
+        # chunks stay with the original object.
+        return {"root": self.root, "read_only": self._read_only, **self._options()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.__init__(state.pop("root"), **state)  # type: ignore[misc]
+
+    def with_read_only(self, read_only: bool = False) -> Self:
+        return type(self)(self.root, read_only=read_only, **self._options())
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and self.root == other.root  # type: ignore[attr-defined]
+            and self._options() == other._options()  # type: ignore[attr-defined]
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('file://{self.root.as_posix()}')"
+
+    __str__ = __repr__
+
+    async def _open(self) -> None:
+        if self._is_open:
+            raise ValueError("store is already open")
+        self._ensure_open_sync()
+
+    def _ensure_open_sync(self) -> None:
+        if self._is_open:
+            return
+        with self._open_lock:
+            if self._is_open:
+                return
+            if not self.read_only:
+                self.root.mkdir(parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                raise FileNotFoundError(f"{self.root} does not exist")
+            self._layout = self._build_layout(self._resolve_marker())
+            self._is_open = True
+
+    def _resolve_marker(self) -> dict[str, Any]:
+        if (self.root / JOURNAL_NAME).exists() and not self._allow_journal:
+            raise StoreConfigError(
+                f"{self.root} is in the middle of a conversion; run zsaver.stores.convert "
+                "again with the same target to finish it"
+            )
+        wanted = self._wanted_layout()
+        marker = read_json(self.root / MARKER_NAME)
+        if marker is None:
+            doc = {"zsaver_store": 1, "container": self.store_type,
+                   **(wanted or self._default_layout())}
+            if not self.read_only:
+                write_json_atomic(self.root / MARKER_NAME, doc)
+            return doc
+        if marker.get("container") != self.store_type:
+            raise StoreConfigError(
+                f"{self.root} holds a {marker.get('container')!r} store, not {self.store_type!r}; "
+                "open it with the matching store class or zsaver.stores.open_store"
+            )
+        if wanted is not None and any(marker.get(k) != v for k, v in wanted.items()):
+            got = {k: marker.get(k) for k in wanted}
+            raise StoreConfigError(f"{self.root} was written with {got}, but {wanted} was asked for")
+        return marker
+
+    def close(self) -> None:
+        """Flush buffered chunks (``write_direct``), close shard handles, mark closed."""
+        if self._is_open and not self.read_only:
+            self.flush()
+        self._cache.close_all()
+        super().close()
+
+    # ---------------------------------------------------------------- key routing
+    def _path(self, rel: str) -> str:
+        return os.path.join(self._root, rel) if rel else self._root
+
+    def _array_info(self, prefix: str) -> Any:
+        """ArrayInfo of the array at ``prefix``; None for a group; _NO_NODE if neither."""
+        base = self._path(prefix)
+        for name in ("zarr.json", ".zarray", ".zgroup"):
+            path = os.path.join(base, name)
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            sig = signature(st)
+            cached = self._arrays.get(prefix)
+            if cached is not None and cached[0] == sig:
+                return cached[1]
+            info = None
+            if name != ".zgroup":
+                try:
+                    with open(path, "rb") as f:
+                        info = parse_array_metadata(name, f.read())
+                except FileNotFoundError:
+                    continue
+            self._arrays[prefix] = (sig, info)
+            return info
+        self._arrays.pop(prefix, None)
+        return _NO_NODE
+
+    def _owning_array(self, parts: list[str]) -> tuple[int, ArrayInfo] | None:
+        """(depth of the array's path, its info) for a key split at ``/``, or None."""
+        for i in range(len(parts) - 1, -1, -1):  # fast path: an array seen before
+            prefix = "/".join(parts[:i])
+            cached = self._arrays.get(prefix)
+            if cached is not None and cached[1] is not None:
+                info = self._array_info(prefix)
+                if isinstance(info, ArrayInfo):
+                    return i, info
+                break
+        for i in range(len(parts) - 1, -1, -1):
+            info = self._array_info("/".join(parts[:i]))
+            if info is _NO_NODE:
+                continue
+            return (i, info) if isinstance(info, ArrayInfo) else None
+        return None
+
+    def _chunk_ref(self, key: str) -> ChunkRef | None:
+        """Where chunk ``key`` belongs in a shard, or None for any other key."""
+        parts = key.split("/")
+        if parts[-1] in METADATA_NAMES:
+            return None
+        found = self._owning_array(parts)
+        if found is None:
+            return None
+        depth, info = found
+        coords = info.coords_of("/".join(parts[depth:]))
+        if coords is None:
+            return None
+        assert self._layout is not None
+        where = self._layout.locate(coords, info.ndim)
+        if where is None:
+            return None
+        return ChunkRef(key, "/".join(parts[:depth]), info, where[0], where[1])
+
+    def _shard_path(self, ref: ChunkRef) -> str:
+        return os.path.join(self._path(ref.prefix), ref.shard_rel)
+
+    def _lock(self, kind: str, prefix: str, shard_rel: str) -> FileLock:
+        # crc32, not hash(): every process must pick the same stripe
+        stripe = zlib.crc32(f"{prefix}/{shard_rel}".encode()) % _LOCK_STRIPES
+        return FileLock(os.path.join(self._root, LOCKS_DIR, f"{kind}-{stripe:02d}.lock"))
+
+    def _consolidation_lock(self, prefix: str, shard_rel: str) -> FileLock:
+        """Held for a whole shard rewrite (and by deletes of its chunks)."""
+        return self._lock("consolidate", prefix, shard_rel)
+
+    def _swap_lock(self, prefix: str, shard_rel: str) -> FileLock:
+        """Held briefly: by a writer renaming a loose chunk in place, by consolidation
+        removing the loose files it has absorbed (so it never removes a newer one)."""
+        return self._lock("swap", prefix, shard_rel)
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be str, got {type(key).__name__}")
+        if key.endswith(RESERVED_SUFFIXES) or key.split("/", 1)[0] in BOOKKEEPING:
+            raise ValueError(f"key {key!r} is reserved for the store's own files")
+
+    # ---------------------------------------------------------------- sync API
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """The value at ``key`` (optionally a byte range of it), or None."""
+        data = self._get_bytes_or_none(key, byte_range)
+        if data is None:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+
+    def _get_bytes_or_none(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        self._ensure_open_sync()
+        _slice(b"", byte_range)  # reject a malformed byte_range before any I/O
+        if key.endswith(RESERVED_SUFFIXES):
+            return None
+        if self._buffer:
+            with self._buffer_lock:
+                entry = self._buffer.get(key)
+            if entry is not None:
+                return _slice(entry[1], byte_range)
+        try:
+            with open(self._path(key), "rb") as f:  # a loose file wins over the shard copy
+                return _slice(f.read(), byte_range)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
+        ref = self._chunk_ref(key)
+        if ref is None:
+            return None
+        data = self._read_shard_member(ref)
+        return None if data is None else _slice(data, byte_range)
+
+    def _read_shard_member(self, ref: ChunkRef) -> bytes | None:
+        # Order matters: loose file (checked by the caller), tombstone, then shard.
+        # Consolidation renames the new shard in before removing either.
+        if os.path.exists(self._path(ref.key) + TOMBSTONE_SUFFIX):
+            return None
+        handle = self._cache.acquire(self._shard_path(ref))
+        if handle is None:
+            return None
+        try:
+            return handle.read(ref.member)
+        finally:
+            self._cache.release(handle)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """Store ``value`` at ``key``: a loose file, or the write_direct buffer."""
+        self._ensure_open_sync()
+        self._check_writable()
+        self._check_key(key)
+        if not isinstance(value, Buffer):
+            raise TypeError(f"value must be a zarr Buffer, got {type(value).__name__}")
+        self._set_bytes(key, value.as_buffer_like())
+
+    def _set_bytes(self, key: str, data: Any) -> None:
+        ref = self._chunk_ref(key)
+        path = self._path(key)
+        if ref is None:
+            os.replace(_write_temp(path, data), path)
+            if key.rsplit("/", 1)[-1] in METADATA_NAMES:
+                self._arrays.pop(key.rpartition("/")[0], None)
+            return
+        if self.write_direct:
+            self._buffer_put(ref, bytes(data))
+            return
+        tmp = _write_temp(path, data)
+        with self._swap_lock(ref.prefix, ref.shard_rel):
+            os.replace(tmp, path)
+            try:
+                os.unlink(path + TOMBSTONE_SUFFIX)
+            except FileNotFoundError:
+                pass
+
+    def delete_sync(self, key: str) -> None:
+        """Remove ``key`` (a chunk in a shard gets a tombstone until consolidation)."""
+        self._ensure_open_sync()
+        self._check_writable()
+        path = self._path(key)
+        if os.path.isdir(path):
+            self._delete_prefix(key.rstrip("/") + "/")
+            return
+        ref = self._chunk_ref(key)
+        if ref is None:
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            self._arrays.pop(key.rpartition("/")[0], None)
+            return
+        with self._buffer_lock:
+            entry = self._buffer.pop(key, None)
+            if entry is not None:
+                self._buffer_bytes -= len(entry[1])
+        with self._consolidation_lock(ref.prefix, ref.shard_rel), \
+                self._swap_lock(ref.prefix, ref.shard_rel):
+            handle = self._cache.acquire(self._shard_path(ref))
+            in_shard = handle is not None and ref.member in handle.index
+            if handle is not None:
+                self._cache.release(handle)
+            if in_shard:  # tombstone first: a crash between the two leaves the loose file winning
+                tomb = path + TOMBSTONE_SUFFIX
+                os.replace(_write_temp(tomb, b""), tomb)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def exists_sync(self, key: str) -> bool:
+        self._ensure_open_sync()
+        if key.endswith(RESERVED_SUFFIXES):
+            return False
+        if self._buffer and key in self._buffer:
+            return True
+        if os.path.isfile(self._path(key)):
+            return True
+        ref = self._chunk_ref(key)
+        if ref is None or os.path.exists(self._path(key) + TOMBSTONE_SUFFIX):
+            return False
+        handle = self._cache.acquire(self._shard_path(ref))
+        if handle is None:
+            return False
+        try:
+            return ref.member in handle.index
+        finally:
+            self._cache.release(handle)
+
+    def getsize_sync(self, key: str) -> int:
+        self._ensure_open_sync()
+        entry = self._buffer.get(key) if self._buffer else None
+        if entry is not None:
+            return len(entry[1])
+        path = self._path(key)
+        if os.path.isfile(path):
+            return os.path.getsize(path)
+        ref = self._chunk_ref(key)
+        if ref is not None and not os.path.exists(path + TOMBSTONE_SUFFIX):
+            handle = self._cache.acquire(self._shard_path(ref))
+            if handle is not None:
+                try:
+                    found = handle.index.get(ref.member)
+                    if found is not None:
+                        return found[1] if found[1] >= 0 else len(handle.read(ref.member) or b"")
+                finally:
+                    self._cache.release(handle)
+        raise FileNotFoundError(key)
+
+    # ---------------------------------------------------------------- listing
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key starting with ``prefix``, chunks inside shards included, sorted."""
+        self._ensure_open_sync()
+        base = self._walk_base(prefix)
+        loose: set[str] = set()
+        in_shards: set[str] = set()
+        tombstones: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(self._path(base)):
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if rel_dir == "":
+                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+            for name in filenames:
+                if rel_dir == "" and name in BOOKKEEPING:
+                    continue
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                if name.endswith(TEMP_SUFFIX):
+                    continue
+                if name.endswith(TOMBSTONE_SUFFIX):
+                    tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
+                    continue
+                members = self._shard_members(key)
+                if members is None:
+                    loose.add(key)
+                else:
+                    in_shards.update(members)
+        keys = loose | (in_shards - tombstones)
+        if self._buffer:
+            with self._buffer_lock:
+                keys.update(self._buffer)
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def _walk_base(self, prefix: str) -> str:
+        """The directory to walk for ``prefix``: its array's, if inside one (shards live there)."""
+        parts = prefix.split("/")[:-1]  # the directory part; the rest is a name prefix
+        for i in range(len(parts), -1, -1):
+            if isinstance(self._array_info("/".join(parts[:i])), ArrayInfo):
+                return "/".join(parts[:i])
+        return "/".join(parts)
+
+    def _shard_members(self, file_key: str) -> list[str] | None:
+        """Chunk keys held by the shard file at ``file_key``, or None if it is not a shard."""
+        assert self._layout is not None
+        if not file_key.endswith(self._layout.suffix):
+            return None
+        parts = file_key.split("/")
+        for i in range(len(parts) - 1, -1, -1):
+            prefix = "/".join(parts[:i])
+            info = self._array_info(prefix)
+            if info is _NO_NODE:
+                continue
+            if not isinstance(info, ArrayInfo):
+                return None
+            rel = "/".join(parts[i:])
+            if not self._layout.is_shard_path(rel, info.ndim):
+                return None
+            handle = self._cache.acquire(self._path(file_key))
+            if handle is None:
+                return []
+            try:
+                names = list(handle.index)
+            finally:
+                self._cache.release(handle)
+            keys = []
+            for member in names:
+                coords = self._layout.member_coords(rel, member, info.ndim)
+                if coords is not None:
+                    chunk = info.key_of(coords)
+                    keys.append(f"{prefix}/{chunk}" if prefix else chunk)
+            return keys
+        return None
+
+    def _delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (which ends with '/' or is '')."""
+        parts = prefix.rstrip("/").split("/") if prefix else []
+        inside_array = any(
+            isinstance(self._array_info("/".join(parts[:i])), ArrayInfo) for i in range(len(parts))
+        )
+        if inside_array:  # shards hold keys of other prefixes too: delete key by key
+            for key in self.list_keys(prefix):
+                self.delete_sync(key)
+            return
+        with self._buffer_lock:
+            for key in [k for k in self._buffer if k.startswith(prefix)]:
+                self._buffer_bytes -= len(self._buffer.pop(key)[1])
+        target = self._path(prefix.rstrip("/"))
+        if not prefix:
+            for entry in os.listdir(target):
+                if entry not in BOOKKEEPING:
+                    path = os.path.join(target, entry)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        elif os.path.isdir(target):
+            shutil.rmtree(target)
+        self._arrays.clear()
+        self._cache.close_all()
+
+    # ---------------------------------------------------------------- write_direct buffer
+    def _buffer_put(self, ref: ChunkRef, data: bytes) -> None:
+        with self._buffer_lock:
+            old = self._buffer.get(ref.key)
+            self._buffer[ref.key] = (ref, data)
+            self._buffer_bytes += len(data) - (len(old[1]) if old else 0)
+            full = self._buffer_bytes > self.max_buffer_bytes
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered ``write_direct`` chunks into their shards (copy-on-write).
+
+        Everything set before a flush returns survives a SIGKILL; a no-op without
+        ``write_direct``.
+        """
+        with self._buffer_lock:
+            snapshot = dict(self._buffer)
+        if not snapshot:
+            return
+        by_shard: dict[tuple[str, str], dict[str, bytes]] = {}
+        for key, (ref, data) in snapshot.items():
+            by_shard.setdefault((ref.prefix, ref.shard_rel), {})[key] = data
+        for (prefix, shard_rel), extra in by_shard.items():
+            self._rewrite_shard(prefix, shard_rel, [], extra)
+            with self._buffer_lock:
+                for key in extra:
+                    entry = self._buffer.get(key)
+                    if entry is not None and entry[1] is snapshot[key][1]:
+                        del self._buffer[key]
+                        self._buffer_bytes -= len(entry[1])
+
+    # ---------------------------------------------------------------- async API
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        return await asyncio.to_thread(self.get_sync, key, prototype=prototype,
+                                       byte_range=byte_range)
+
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> list[Buffer | None]:
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+    async def set(self, key: str, value: Buffer) -> None:
+        await asyncio.to_thread(self.set_sync, key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        if not await self.exists(key):
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+        await asyncio.to_thread(self.delete_sync, key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._ensure_open_sync()
+        self._check_writable()
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        await asyncio.to_thread(self._delete_prefix, prefix)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.exists_sync, key)
+
+    async def getsize(self, key: str) -> int:
+        return await asyncio.to_thread(self.getsize_sync, key)
+
+    async def list(self) -> AsyncIterator[str]:
+        for key in await asyncio.to_thread(self.list_keys, ""):
+            yield key
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for key in await asyncio.to_thread(self.list_keys, prefix):
+            yield key
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        prefix = prefix.rstrip("/")
+        start = prefix + "/" if prefix else ""
+        seen: set[str] = set()
+        for key in await asyncio.to_thread(self.list_keys, start):
+            head = key[len(start) :].split("/", 1)[0]
+            if head not in seen:
+                seen.add(head)
+                yield head
+
+    # ---------------------------------------------------------------- consolidation
+    def consolidate(
+        self, *, workers: int | None = None, client: Any = None, progress: bool = False
+    ) -> int:
+        """Move loose chunks (and deletions) into their shards; return shards rewritten.
+
+        Shards are processed in parallel: ``workers`` threads, or the tasks of a
+        ``dask.distributed`` ``client`` when given. ``progress=True`` shows a tqdm bar.
+        Safe to kill at any instant and to run again.
+
+        Example:
+            >>> store.consolidate(progress=False)  # doctest: +SKIP
+            4
+        """
+        from zsaver.stores._consolidate import run_consolidation
+
+        self._ensure_open_sync()
+        self._check_writable()
+        self.flush()
+        return run_consolidation(self, workers=workers, client=client, progress=progress)
+
+    def _plan(self) -> dict[tuple[str, str], list[str]]:
+        """Loose chunk keys and tombstoned keys, grouped by (array path, shard)."""
+        plan: dict[tuple[str, str], list[str]] = {}
+        for dirpath, dirnames, filenames in os.walk(self._root):
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if rel_dir == "":
+                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+            for name in filenames:
+                if name.endswith(TEMP_SUFFIX) or name in METADATA_NAMES:
+                    continue
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                key = key.removesuffix(TOMBSTONE_SUFFIX)
+                ref = self._chunk_ref(key)
+                if ref is not None:
+                    plan.setdefault((ref.prefix, ref.shard_rel), []).append(key)
+        return plan
+
+    def _rewrite_shard(
+        self, prefix: str, shard_rel: str, keys: list[str], extra: dict[str, bytes] | None = None
+    ) -> bool:
+        """Copy-on-write of one shard: old members + loose chunks (+ ``extra``) - deletions.
+
+        The new file is written under a temporary name, fsynced and renamed over the
+        old one; only then are the absorbed loose files and tombstones removed.
+        """
+        from zsaver.stores._consolidate import rewrite_shard
+
+        return rewrite_shard(self, prefix, shard_rel, keys, extra or {})
