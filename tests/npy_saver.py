@@ -44,7 +44,11 @@ class NpySaver(Saver):
 
     def _meta(self) -> dict[str, Any] | None:
         path = self.directory / "meta.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        meta = json.loads(path.read_text())
+        self._row_chunk = meta["row_chunk"]  # an existing dataset keeps its chunking
+        return meta
 
     def _write_meta(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         doc = json.dumps({"shape": list(shape), "dtype": dtype.str, "row_chunk": self._row_chunk})

@@ -7,8 +7,7 @@ Example:
 """
 
 from zsaver import errors
-from zsaver.errors import ZsaverError
-from zsaver.errors import ResumeMismatchError, TaskError
+from zsaver.errors import ResumeMismatchError, TaskError, ZsaverError
 from zsaver.savers import APPROACHES, HDF5Saver, Saver, ZarrSaver
 from zsaver.tasks import ItemFailure, Task, TaskManager, TaskReport
 

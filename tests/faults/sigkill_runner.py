@@ -1,6 +1,8 @@
 """Run a TaskManager job to completion; the SIGKILL tests kill this process at a random moment.
 
-Usage: python sigkill_runner.py DIRECTORY APPROACH EXECUTOR N_ITEMS
+Usage: python sigkill_runner.py DIRECTORY SAVER APPROACH EXECUTOR N_ITEMS
+
+SAVER is "zarr" (ZarrSaver on a LocalStore) or "reference" (tests/npy_saver.py).
 """
 
 import sys
@@ -10,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from npy_saver import NpySaver  # noqa: E402
+import zarr
+from npy_saver import NpySaver
 
-from zsaver import TaskManager  # noqa: E402
+from zsaver import Saver, TaskManager, ZarrSaver
 
 
 def slow_row(i: int) -> np.ndarray:
@@ -20,17 +23,25 @@ def slow_row(i: int) -> np.ndarray:
     return np.arange(3, dtype=np.float64) + i
 
 
-def make_saver(directory: str, approach: str) -> NpySaver:
+def make_saver(directory: str, kind: str, approach: str) -> Saver:
+    if kind == "zarr":
+        return ZarrSaver(zarr.storage.LocalStore(directory), "result", approach=approach, chunks=16)
     return NpySaver(directory, approach=approach, row_chunk=16)
 
 
-def run(directory: str, approach: str, executor: str, n_items: int) -> None:
-    saver = make_saver(directory, approach)
+def read_rows(directory: str, kind: str) -> np.ndarray:
+    if kind == "zarr":
+        return zarr.open_array(zarr.storage.LocalStore(directory), path="result", mode="r")[:]
+    return NpySaver(directory).read()
+
+
+def run(directory: str, kind: str, approach: str, executor: str, n_items: int) -> None:
+    saver = make_saver(directory, kind, approach)
     TaskManager(slow_row, executor=executor, n_workers=2, batch_size=5).submit_tasks(
         range(n_items), saver, save_interval=7, progress=False
     )
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    run(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     print("finished", flush=True)

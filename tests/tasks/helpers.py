@@ -83,3 +83,19 @@ class VectorSquare(Task):
             raise ValueError("negative item")
         arr = np.asarray(items, dtype=np.int64)
         return arr * arr
+
+
+def zarr_saver(directory: Path, approach: str = "append", row_chunk: int = 16, **options: object):
+    """A ZarrSaver on a LocalStore under ``directory``, ``row_chunk`` rows per chunk."""
+    import zarr
+
+    from zsaver import ZarrSaver
+
+    return ZarrSaver(zarr.storage.LocalStore(directory), "result", approach=approach, chunks=row_chunk, **options)
+
+
+def read_rows(saver) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Everything the saver has made durable, as one array."""
+    if hasattr(saver, "read"):
+        return saver.read()
+    return saver.array[:]

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-from helpers import FlakyOnce, fails_on_multiples_of_7, row_of
-from npy_saver import NpySaver
+from helpers import FlakyOnce, fails_on_multiples_of_7, read_rows, row_of, zarr_saver
 
 from zsaver import TaskError, TaskManager
 
@@ -14,13 +13,13 @@ def _expected(n: int, failed: set[int]) -> np.ndarray:
 
 @pytest.mark.parametrize("executor", ["serial", "threads", "processes"])
 def test_raise_checkpoints_every_item_before_the_failure_then_raises_with_index_and_traceback(tmp_path, executor) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     tm = TaskManager(fails_on_multiples_of_7, executor=executor, n_workers=2, batch_size=2)
     with pytest.raises(TaskError, match="item 3 failed: ValueError: item 3 is unlucky") as info:
         tm.submit_tasks(range(40), saver, save_interval=100, progress=False)
     assert info.value.item_index == 3
     assert "fails_on_multiples_of_7" in info.value.traceback_text and "Original traceback" in str(info.value)
-    assert np.array_equal(saver.read(), _expected(3, set()))
+    assert np.array_equal(read_rows(saver), _expected(3, set()))
     assert saver.read_record("tasks")["items_done"] == 3
 
 
@@ -33,35 +32,35 @@ def test_task_error_survives_pickling() -> None:
 
 @pytest.mark.parametrize("executor", ["serial", "processes"])
 def test_skip_fills_failed_rows_and_records_failures_in_report_and_store(tmp_path, executor) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     report = TaskManager(fails_on_multiples_of_7, executor=executor, n_workers=2, batch_size=5).submit_tasks(
         range(30), saver, save_interval=4, on_error="skip", progress=False
     )
     failed = {i for i in range(30) if i % 7 == 3}
     assert {f.index for f in report.failures} == failed
     assert all(f.exc_type == "ValueError" and "unlucky" in f.message and f.traceback for f in report.failures)
-    np.testing.assert_array_equal(saver.read(), _expected(30, failed))
+    np.testing.assert_array_equal(read_rows(saver), _expected(30, failed))
     record = saver.read_record("tasks")
     assert {f["index"] for f in record["failures"]} == failed and record["complete"]
     assert report.items_done == 30 and report.rows_saved == 30
 
 
 def test_skip_uses_the_given_fill_value(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     TaskManager(fails_on_multiples_of_7).submit_tasks(
         range(10), saver, on_error="skip", fill_value=-5, progress=False
     )
-    assert np.all(saver.read()[3] == -5)
+    assert np.all(read_rows(saver)[3] == -5)
 
 
 def test_failure_before_any_success_gets_fill_rows_once_the_row_shape_is_known(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     TaskManager(fails_on_multiples_of_7).submit_tasks(
         range(3, 12), saver, save_interval=1, on_error="skip", progress=False
     )
     expected = np.stack([row_of(i) for i in range(3, 12)])
     expected[[0, 7]] = np.nan
-    np.testing.assert_array_equal(saver.read(), expected)
+    np.testing.assert_array_equal(read_rows(saver), expected)
 
 
 @pytest.mark.parametrize("executor", ["serial", "processes"])
@@ -82,12 +81,12 @@ def test_without_retries_a_transient_failure_is_a_failure(tmp_path) -> None:
 
 
 def test_result_of_another_shape_is_a_failure_of_that_item(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     report = TaskManager(lambda i: np.zeros(3 if i == 4 else 4), batch_size=8).submit_tasks(
         range(8), saver, on_error="skip", progress=False
     )
     assert [(f.index, f.exc_type) for f in report.failures] == [(4, "ShapeMismatchError")]
-    assert np.isnan(saver.read()[4]).all() and len(saver) == 8
+    assert np.isnan(read_rows(saver)[4]).all() and len(saver) == 8
 
 
 @pytest.mark.parametrize(
@@ -110,7 +109,7 @@ def test_bad_arguments_are_refused_before_anything_runs(kwargs, match) -> None:
 
 
 def test_unknown_executor_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match="'serial', 'threads', 'processes'.*got 'gpu'"):
+    with pytest.raises(ValueError, match=r"'serial', 'threads', 'processes'.*got 'gpu'"):
         TaskManager(abs, executor="gpu")
     with pytest.raises(TypeError, match="got int"):
         TaskManager(abs, executor=4)

@@ -2,8 +2,7 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import row_of
-from npy_saver import NpySaver
+from helpers import row_of, zarr_saver
 
 from zsaver import Saver, TaskManager
 
@@ -31,7 +30,7 @@ class ConsumptionProbe:
 @pytest.mark.parametrize("executor", ["serial", "threads"])
 def test_generator_of_unknown_length_is_consumed_within_a_bounded_window(tmp_path, executor) -> None:
     probe = ConsumptionProbe(5000)
-    saver = NpySaver(tmp_path / "ds", row_chunk=1024)
+    saver = zarr_saver(tmp_path / "ds", row_chunk=1024)
     report = TaskManager(probe.task, executor=executor, n_workers=2, batch_size=10).submit_tasks(
         probe.items(), saver, save_interval=50, progress=False, max_in_flight=4
     )
@@ -92,7 +91,7 @@ def test_consolidation_runs_at_the_end_every_n_checkpoints_or_never(consolidate,
 def test_checkpoint_saves_then_flushes_every_save_interval_results() -> None:
     saver = CountingSaver()
     TaskManager(row_of).submit_tasks(range(25), saver, save_interval=10, consolidate=None, progress=False)
-    assert saver.calls == ["save", "flush"] * 3
+    assert saver.calls == ["save", "flush"] * 3 + ["flush"]  # the last: closing the run's session
     assert np.array_equal(np.stack(saver.rows), np.stack([row_of(i) for i in range(25)]))
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from helpers import row_of, slow_row
+from helpers import read_rows, row_of, slow_row, zarr_saver
 from npy_saver import NpySaver
 
 from zsaver import TaskManager
@@ -35,21 +35,23 @@ def test_results_come_back_in_item_order_despite_random_durations(executor: str)
 
 @pytest.mark.parametrize("executor", ["threads", "processes"])
 @pytest.mark.parametrize("approach", ["append", "update"])
-def test_row_i_of_the_dataset_is_item_i_despite_random_durations(tmp_path, executor: str, approach: str) -> None:
-    saver = NpySaver(tmp_path / "ds", approach=approach, row_chunk=16)
+@pytest.mark.parametrize("saver_kind", ["zarr", "reference"])
+def test_row_i_of_the_dataset_is_item_i_despite_random_durations(tmp_path, executor, approach, saver_kind) -> None:
+    make = zarr_saver if saver_kind == "zarr" else NpySaver
+    saver = make(tmp_path / "ds", approach=approach, row_chunk=16)
     report = TaskManager(slow_row, executor=executor, n_workers=2, batch_size=2).submit_tasks(
         range(150), saver, save_interval=7, progress=False
     )
     assert report.rows_saved == 150 and report.items_done == 150
-    assert np.array_equal(saver.read(), np.stack([row_of(i) for i in range(150)]))
+    assert np.array_equal(read_rows(saver), np.stack([row_of(i) for i in range(150)]))
 
 
 def test_items_yielding_k_rows_occupy_rows_i_times_k(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     TaskManager(_three_rows, executor="threads", n_workers=2, batch_size=4).submit_tasks(
         range(25), saver, save_interval=5, progress=False, rows_per_item=3
     )
-    data = saver.read()
+    data = read_rows(saver)
     assert data.shape == (75, 2)
     assert np.array_equal(data[:, 0], np.repeat(np.arange(25), 3))
     assert np.array_equal(data[:, 1], np.tile(np.arange(3), 25))
@@ -60,8 +62,8 @@ def _three_rows(i: int) -> np.ndarray:
 
 
 def test_append_goes_after_rows_already_in_the_dataset(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     saver.save(np.full((5, 4), -1, dtype=np.float32))
     TaskManager(row_of).submit_tasks(range(10), saver, save_interval=3, progress=False)
-    data = saver.read()
+    data = read_rows(saver)
     assert np.array_equal(data[:5], np.full((5, 4), -1)) and np.array_equal(data[5:], np.stack([row_of(i) for i in range(10)]))

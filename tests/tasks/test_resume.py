@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-from helpers import row_of
-from npy_saver import NpySaver
+from helpers import read_rows, row_of, zarr_saver
 
 from zsaver import ResumeMismatchError, TaskError, TaskManager
 
@@ -22,14 +21,14 @@ class StopAt:
 
 
 def _uninterrupted(tmp_path, approach: str) -> np.ndarray:
-    saver = NpySaver(tmp_path / "reference", approach=approach)
+    saver = zarr_saver(tmp_path / "reference", approach=approach)
     TaskManager(row_of).submit_tasks(range(N), saver, save_interval=6, progress=False)
-    return saver.read()
+    return read_rows(saver)
 
 
 @pytest.mark.parametrize("approach", ["append", "update", "overwrite"])
 def test_rerun_after_interruption_processes_only_unfinished_items(tmp_path, approach) -> None:
-    saver = NpySaver(tmp_path / "ds", approach=approach)
+    saver = zarr_saver(tmp_path / "ds", approach=approach)
     with pytest.raises(KeyboardInterrupt):
         TaskManager(StopAt(23), batch_size=4).submit_tasks(range(N), saver, save_interval=6, progress=False)
     done = saver.read_record("tasks")["items_done"]
@@ -38,11 +37,11 @@ def test_rerun_after_interruption_processes_only_unfinished_items(tmp_path, appr
     report = TaskManager(task).submit_tasks(range(N), saver.clone(), save_interval=6, progress=False)
     assert task.seen == list(range(done, N))
     assert report.items_skipped == done and report.items_done == N - done
-    np.testing.assert_array_equal(saver.read(), _uninterrupted(tmp_path, approach))
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, approach))
 
 
 def test_append_rows_past_the_last_record_are_overwritten_on_resume(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     with pytest.raises(KeyboardInterrupt):
         TaskManager(StopAt(20)).submit_tasks(range(N), saver, save_interval=5, progress=False)
     done = saver.read_record("tasks")["items_done"]
@@ -50,11 +49,11 @@ def test_append_rows_past_the_last_record_are_overwritten_on_resume(tmp_path) ->
     saver.save(np.full((7, 4), -99, dtype=np.float32))
     TaskManager(row_of).submit_tasks(range(N), saver, save_interval=5, progress=False)
     assert done == 20
-    np.testing.assert_array_equal(saver.read(), _uninterrupted(tmp_path, "append"))
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, "append"))
 
 
 def test_rerun_of_a_finished_run_does_nothing(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     TaskManager(row_of).submit_tasks(range(N), saver, progress=False)
     task = StopAt(None)
     report = TaskManager(task).submit_tasks(range(N), saver, progress=False)
@@ -63,11 +62,11 @@ def test_rerun_of_a_finished_run_does_nothing(tmp_path) -> None:
 
 
 def test_generator_run_resumes_and_a_finished_one_knows_its_count(tmp_path) -> None:
-    saver = NpySaver(tmp_path / "ds")
+    saver = zarr_saver(tmp_path / "ds")
     with pytest.raises(TaskError):
         TaskManager(StopAtRaise(30)).submit_tasks((i for i in range(N)), saver, save_interval=4, progress=False)
     TaskManager(row_of).submit_tasks((i for i in range(N)), saver, save_interval=4, progress=False)
-    np.testing.assert_array_equal(saver.read(), _uninterrupted(tmp_path, "append"))
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, "append"))
     assert saver.read_record("tasks")["n_items"] == N
     with pytest.raises(ResumeMismatchError, match=f"for {N} items, got more"):
         TaskManager(row_of).submit_tasks((i for i in range(N + 1)), saver, progress=False)
@@ -83,8 +82,8 @@ class StopAtRaise:
         return row_of(i)
 
 
-def _interrupted(tmp_path) -> NpySaver:
-    saver = NpySaver(tmp_path / "ds")
+def _interrupted(tmp_path):
+    saver = zarr_saver(tmp_path / "ds")
     with pytest.raises(KeyboardInterrupt):
         TaskManager(StopAt(20)).submit_tasks(range(N), saver, save_interval=5, progress=False)
     return saver
@@ -92,10 +91,10 @@ def _interrupted(tmp_path) -> NpySaver:
 
 def test_other_item_count_against_records_is_a_clear_error_and_writes_nothing(tmp_path) -> None:
     saver = _interrupted(tmp_path)
-    before = saver.read()
+    before = read_rows(saver)
     with pytest.raises(ResumeMismatchError, match=f"for {N} items, got {N + 1} items.*resume=False"):
         TaskManager(row_of).submit_tasks(range(N + 1), saver, progress=False)
-    np.testing.assert_array_equal(saver.read(), before)
+    np.testing.assert_array_equal(read_rows(saver), before)
 
 
 def test_other_items_of_the_same_count_are_a_clear_error(tmp_path) -> None:

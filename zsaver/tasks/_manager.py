@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import math
 import os
@@ -20,7 +21,14 @@ from tqdm.auto import tqdm
 
 from zsaver.errors import ResumeMismatchError, TaskError
 from zsaver.savers.base import Saver, normalize_approach
-from zsaver.tasks._batch import BatchJob, BatchOutcome, WorkerWrite, expand_rows, release_task, run_batch
+from zsaver.tasks._batch import (
+    BatchJob,
+    BatchOutcome,
+    WorkerWrite,
+    expand_rows,
+    release_task,
+    run_batch,
+)
 from zsaver.tasks._executors import ExecutorHandle, validate_executor
 from zsaver.tasks._ordering import ReorderBuffer
 from zsaver.tasks._progress import CompletionRecord, ItemFingerprint
@@ -280,9 +288,14 @@ class _Run:
         t0 = time.perf_counter()
         handle = ExecutorHandle(self.manager.executor, self.manager.n_workers)
         token = uuid.uuid4().hex
+        session = contextlib.ExitStack()
         try:
             first = self._open_records()
             self.report.items_skipped = first
+            if self.saver is not None:
+                # One saver session for the run: staged rows are written at checkpoints,
+                # and an "overwrite" saver replaces the dataset once, not at every save.
+                session.enter_context(self.saver)
             self.writer = self._make_writer()
             self.job = BatchJob(
                 task=self.manager.task, token=token, task_kwargs=self.task_kwargs, retries=self.retries,
@@ -306,6 +319,7 @@ class _Run:
                 release_task(token)
             if getattr(self, "writer", None) is not None:
                 self.writer.close()  # type: ignore[union-attr]
+            session.close()
             self.report.elapsed_seconds = time.perf_counter() - t0
         return self.report
 
