@@ -50,6 +50,7 @@ class WorkerWrite:
     row_shape: tuple[int, ...]
     dtype: str
     fill_value: Any
+    row_chunk: int
 
 
 @dataclass

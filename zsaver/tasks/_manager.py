@@ -136,13 +136,8 @@ class TaskManager:
             raise TypeError(f"task_kwargs must be a dict or None; got {type(task_kwargs).__name__}")
         if saver is not None and not isinstance(saver, Saver):
             raise TypeError(f"saver must be a zsaver.Saver or None; got {type(saver).__name__}")
-        if write == "workers":
-            if saver is None:
-                raise ValueError("write='workers' needs a saver")
-            if not saver.row_chunk:
-                raise ValueError(
-                    f"write='workers' needs a saver that reports row_chunk; {type(saver).__name__} does not"
-                )
+        if write == "workers" and saver is None:
+            raise ValueError("write='workers' needs a saver")
         run = _Run(self, items, saver, save_interval, resume, on_error, retries, progress, consolidate,
                    dict(task_kwargs or {}), rows_per_item, fill_value, write, record_name, max_in_flight)
         return run.execute()
@@ -249,23 +244,10 @@ class _Run:
             if self.n_items is not None:
                 size = min(size, max(1, math.ceil((self.n_items - first) / (4 * n_workers))))
             size = min(size, 4096)
-        if self.write_mode == "workers":
-            step = _aligned_step(self.saver.row_chunk, self.k)  # type: ignore[union-attr, arg-type]
-            size = max(step, size // step * step)
         return size
 
     def _batches(self, first: int, size: int) -> Iterator[_Batch]:
         start = first
-        if self.write_mode == "workers":
-            # A short first batch brings the next one onto a chunk boundary.
-            chunk = self.saver.row_chunk  # type: ignore[union-attr]
-            lead = _items_to_boundary(self.record.row_base + start * self.k, self.k, chunk)  # type: ignore[union-attr, arg-type]
-            if lead:
-                items = list(itertools.islice(self.items, lead))
-                if not items:
-                    return
-                yield _Batch(start, items)
-                start += len(items)
         while True:
             if self.n_items is not None and start >= self.n_items and self.record is not None \
                     and self.record.n_items is not None:
@@ -276,7 +258,14 @@ class _Run:
                         f"completion records are for {self.n_items} items, got more; pass resume=False"
                     )
                 return
-            items = list(itertools.islice(self.items, size))
+            n = size
+            if self.worker_write is not None:
+                # Workers write whole chunks only: batches start and end on chunk boundaries.
+                chunk = self.worker_write.row_chunk
+                step = _aligned_step(chunk, self.k)
+                lead = _items_to_boundary(self.record.row_base + start * self.k, self.k, chunk)  # type: ignore[union-attr]
+                n = lead or max(step, size // step * step)
+            items = list(itertools.islice(self.items, n))
             if not items:
                 return
             yield _Batch(start, items)
@@ -338,6 +327,11 @@ class _Run:
             else:
                 while (self.first_failure is None and not exhausted
                        and len(in_flight) + len(self.reorder) < window):
+                    if self.write_mode == "workers" and self.worker_write is None:
+                        if self.row_shape is not None:
+                            self._worker_write()  # creates the dataset: chunk rows are known now
+                        elif in_flight:
+                            break  # the driver writes batches itself until it knows the row shape
                     batch = next(batches, None)
                     if batch is None:
                         exhausted = True
@@ -365,8 +359,8 @@ class _Run:
             )
 
     def _submit(self, handle: ExecutorHandle, batch: _Batch) -> cf.Future:
-        if self.write_mode == "workers" and self.row_shape is not None:
-            write = self._worker_write()
+        if self.worker_write is not None:
+            write = self.worker_write
             self._reserve(write.row_base + (batch.start + len(batch.items)) * self.k)
             return handle.submit(run_batch, self.job, batch.start, batch.items, write)
         return handle.submit(run_batch, self.job, batch.start, batch.items)
@@ -384,10 +378,16 @@ class _Run:
     def _worker_write(self) -> WorkerWrite:
         if self.worker_write is None:
             assert self.row_shape is not None and self.dtype is not None and self.record is not None
+            self._reserve(self.record.row_base + max(self.committed, 1) * self.k)
+            row_chunk = self.writer.saver.row_chunk  # type: ignore[union-attr]
+            if not row_chunk:
+                raise ValueError(
+                    f"write='workers' needs a saver that reports row_chunk; {type(self.saver).__name__} does not"
+                )
             self.worker_write = WorkerWrite(
                 saver_bytes=pickle.dumps(self.saver.clone(approach="update")),  # type: ignore[union-attr]
                 row_base=self.record.row_base, row_shape=self.row_shape, dtype=self.dtype.str,
-                fill_value=self.fill_value,
+                fill_value=self.fill_value, row_chunk=int(row_chunk),
             )
         return self.worker_write
 
@@ -447,9 +447,12 @@ class _Run:
             self.results.extend(outcome.data)  # type: ignore[union-attr]
         elif outcome.rows_written:
             self.report.rows_saved += outcome.rows_written
+            self.report.rows_saved_by_workers += outcome.rows_written
         else:
             first_row = self.record.row_base + outcome.start * self.k  # type: ignore[union-attr]
             self.pending.append((first_row, outcome))
+            if self.write_mode == "workers":
+                self._write_pending()  # now, before any worker writes next to these rows
         self.report.failures.extend(outcome.failures)
         if self.record is not None:
             self.record.failures.extend(f.to_record() for f in outcome.failures)
@@ -465,15 +468,7 @@ class _Run:
         if self.pending:
             if self.row_shape is None:
                 return  # only failures so far: their fill rows need a row shape; wait
-            firsts, parts = [], []
-            for first_row, outcome in self.pending:
-                firsts.append(first_row)
-                parts.append(expand_rows(outcome, self.k, self.row_shape, self.dtype, self.fill_value))
-            for first_row, run in positions_of(firsts, parts):
-                rows = concat_rows(run)
-                self.writer.write(first_row, rows)  # type: ignore[union-attr]
-                self.report.rows_saved += len(rows)
-            self.pending.clear()
+            self._write_pending()
         self.writer.flush()  # type: ignore[union-attr]
         self.record.items_done = self.committed
         self.record.prefix_fingerprint = self.fingerprint.hexdigest()
@@ -484,6 +479,21 @@ class _Run:
         if _is_int(self.consolidate) and self.checkpoints % self.consolidate == 0:  # type: ignore[operator]
             self.saver.consolidate()
             self.report.consolidations += 1
+
+    def _write_pending(self) -> None:
+        if self.row_shape is None or not self.pending:
+            return
+        firsts, parts = [], []
+        for first_row, outcome in self.pending:
+            firsts.append(first_row)
+            parts.append(expand_rows(outcome, self.k, self.row_shape, self.dtype, self.fill_value))
+        for first_row, run in positions_of(firsts, parts):
+            rows = concat_rows(run)
+            self.writer.write(first_row, rows)  # type: ignore[union-attr]
+            self.report.rows_saved += len(rows)
+        self.pending.clear()
+        if self.write_mode == "workers":
+            self.writer.flush()  # type: ignore[union-attr]
 
     def _checkpoint_safely(self) -> None:
         try:

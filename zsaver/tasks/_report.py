@@ -51,6 +51,8 @@ class TaskReport:
     failures: list[ItemFailure] = field(default_factory=list)
     #: Rows written to the saver by this call.
     rows_saved: int = 0
+    #: Of those, rows the workers wrote themselves (``write="workers"``).
+    rows_saved_by_workers: int = 0
     elapsed_seconds: float = 0.0
     #: Results in item order when the run had no saver, else None.
     results: list[Any] | None = None
