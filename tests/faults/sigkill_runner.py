@@ -1,6 +1,6 @@
 """Run a TaskManager job to completion; the SIGKILL tests kill this process at a random moment.
 
-Usage: python sigkill_runner.py DIRECTORY SAVER APPROACH EXECUTOR N_ITEMS
+Usage: python sigkill_runner.py DIRECTORY SAVER APPROACH EXECUTOR[-workers] N_ITEMS
 
 SAVER is "zarr" (ZarrSaver on a LocalStore) or "reference" (tests/npy_saver.py).
 """
@@ -37,11 +37,14 @@ def read_rows(directory: str, kind: str) -> np.ndarray:
 
 def run(directory: str, kind: str, approach: str, executor: str, n_items: int) -> None:
     saver = make_saver(directory, kind, approach)
-    TaskManager(slow_row, executor=executor, n_workers=2, batch_size=5).submit_tasks(
-        range(n_items), saver, save_interval=7, progress=False
+    # "processes-workers": worker processes write their own chunks (write="workers").
+    write = "workers" if executor.endswith("-workers") else "driver"
+    TaskManager(slow_row, executor=executor.removesuffix("-workers"), n_workers=2, batch_size=5).submit_tasks(
+        range(n_items), saver, save_interval=7, progress=False, write=write
     )
 
 
 if __name__ == "__main__":
+    print("ready", flush=True)  # imports are done: the parent's kill timer starts now
     run(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     print("finished", flush=True)

@@ -16,7 +16,7 @@ from sigkill_runner import make_saver, read_rows, run
 
 RUNNER = Path(__file__).resolve().parent / "sigkill_runner.py"
 N_ITEMS = 400
-TRIALS = int(os.environ.get("ZSAVER_SIGKILL_TRIALS", "16"))
+TRIALS = int(os.environ.get("ZSAVER_SIGKILL_TRIALS", "18"))
 
 
 def _start(directory: Path, kind: str, approach: str, executor: str) -> subprocess.Popen:
@@ -28,10 +28,12 @@ def _start(directory: Path, kind: str, approach: str, executor: str) -> subproce
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, np.ndarray]:
-    out = {}
+    out: dict = {}
     for approach in ("append", "update"):
         directory = tmp_path_factory.mktemp(f"reference-{approach}")
+        t0 = time.perf_counter()
         run(str(directory), "zarr", approach, "serial", N_ITEMS)
+        out["seconds"] = time.perf_counter() - t0  # how long a run takes here and now
         out[approach] = read_rows(str(directory), "zarr")
     assert np.array_equal(out["append"], out["update"])
     return out
@@ -42,13 +44,16 @@ def reference(tmp_path_factory) -> dict[str, np.ndarray]:
 def test_rerun_after_sigkill_at_a_random_moment_equals_an_uninterrupted_run(tmp_path, reference, trial) -> None:
     rng = random.Random(1000 + trial)
     approach = ("append", "update")[trial % 2]
-    executor = ("serial", "processes")[(trial // 2) % 2]
+    executor = ("serial", "processes", "processes-workers")[(trial // 2) % 3]
     kind = "reference" if trial % 4 == 3 else "zarr"  # the reference saver in one trial of four
     directory = tmp_path / "ds"
     # One or two kills before the run that is allowed to finish.
     for _ in range(1 + trial % 3 // 2):
         proc = _start(directory, kind, approach, executor)
-        time.sleep(rng.uniform(0.3, 1.0))
+        assert proc.stdout.readline() == b"ready\n"
+        # Anywhere in the run: two workers finish in about half the serial time.
+        span = reference["seconds"] * (1.0 if executor == "serial" else 0.5)
+        time.sleep(rng.uniform(0.02, 1.0) * span)
         os.killpg(proc.pid, signal.SIGKILL)  # the worker processes die with it
         proc.communicate()
     saver = make_saver(str(directory), kind, approach)

@@ -1,9 +1,10 @@
+import h5py
 import numpy as np
 import pytest
 from helpers import read_rows, row_of, slow_row, zarr_saver
 from npy_saver import NpySaver
 
-from zsaver import TaskManager
+from zsaver import HDF5Saver, TaskManager
 from zsaver.tasks._ordering import ReorderBuffer
 
 
@@ -35,15 +36,24 @@ def test_results_come_back_in_item_order_despite_random_durations(executor: str)
 
 @pytest.mark.parametrize("executor", ["threads", "processes"])
 @pytest.mark.parametrize("approach", ["append", "update"])
-@pytest.mark.parametrize("saver_kind", ["zarr", "reference"])
+@pytest.mark.parametrize("saver_kind", ["zarr", "hdf5", "reference"])
 def test_row_i_of_the_dataset_is_item_i_despite_random_durations(tmp_path, executor, approach, saver_kind) -> None:
-    make = zarr_saver if saver_kind == "zarr" else NpySaver
-    saver = make(tmp_path / "ds", approach=approach, row_chunk=16)
+    if saver_kind == "zarr":
+        saver = zarr_saver(tmp_path / "ds", approach=approach, row_chunk=16)
+    elif saver_kind == "hdf5":
+        saver = HDF5Saver(tmp_path / "ds.h5", "result", approach=approach, chunks=(16, 4))
+    else:
+        saver = NpySaver(tmp_path / "ds", approach=approach, row_chunk=16)
     report = TaskManager(slow_row, executor=executor, n_workers=2, batch_size=2).submit_tasks(
         range(150), saver, save_interval=7, progress=False
     )
     assert report.rows_saved == 150 and report.items_done == 150
-    assert np.array_equal(read_rows(saver), np.stack([row_of(i) for i in range(150)]))
+    if saver_kind == "hdf5":
+        with h5py.File(tmp_path / "ds.h5", "r") as f:
+            data = f["result"][:]
+    else:
+        data = read_rows(saver)
+    assert np.array_equal(data, np.stack([row_of(i) for i in range(150)]))
 
 
 def test_items_yielding_k_rows_occupy_rows_i_times_k(tmp_path) -> None:
