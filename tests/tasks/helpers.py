@@ -101,3 +101,26 @@ def read_rows(saver) -> np.ndarray:  # type: ignore[no-untyped-def]
     if hasattr(saver, "read"):
         return saver.read()
     return saver.array[:]
+
+
+def slice_logging_saver(directory: Path, approach: str = "append", row_chunk: int = 16):
+    """A reference saver that notes, in ``directory/slices.log``, every row slice it updates."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from npy_saver import NpySaver
+
+    class SliceLoggingSaver(NpySaver):
+        def save(self, data, indices=None, **kwargs):  # type: ignore[no-untyped-def]
+            if isinstance(indices, slice):
+                with open(self.directory / "slices.log", "a") as log:
+                    log.write(f"{os.getpid()} {indices.start} {indices.stop}\n")
+            super().save(data, indices, **kwargs)
+
+        def clone(self, approach=None):  # type: ignore[no-untyped-def]
+            return slice_logging_saver(self.directory, approach or self.approach, self._row_chunk)
+
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (slice_logging_saver, (self.directory, self.approach, self._row_chunk))
+
+    return SliceLoggingSaver(directory, approach, row_chunk)

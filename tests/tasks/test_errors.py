@@ -113,3 +113,9 @@ def test_unknown_executor_lists_the_choices() -> None:
         TaskManager(abs, executor="gpu")
     with pytest.raises(TypeError, match="got int"):
         TaskManager(abs, executor=4)
+
+
+def test_workers_writing_into_an_overwrite_saver_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="got an 'overwrite' saver"):
+        TaskManager(row_of).submit_tasks(range(3), zarr_saver(tmp_path / "ds", "overwrite"), write="workers")
+    assert not (tmp_path / "ds").exists()

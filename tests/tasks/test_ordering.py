@@ -1,7 +1,9 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
-from helpers import read_rows, row_of, slow_row, zarr_saver
+from helpers import read_rows, row_of, slice_logging_saver, slow_row, zarr_saver
 from npy_saver import NpySaver
 
 from zsaver import HDF5Saver, TaskManager
@@ -77,3 +79,21 @@ def test_append_goes_after_rows_already_in_the_dataset(tmp_path) -> None:
     TaskManager(row_of).submit_tasks(range(10), saver, save_interval=3, progress=False)
     data = read_rows(saver)
     assert np.array_equal(data[:5], np.full((5, 4), -1)) and np.array_equal(data[5:], np.stack([row_of(i) for i in range(10)]))
+
+
+@pytest.mark.parametrize("n_known", [True, False])
+def test_workers_write_whole_chunks_at_their_rows_even_for_a_generator(tmp_path, n_known) -> None:
+    saver = slice_logging_saver(tmp_path / "ds", row_chunk=16)
+    saver.save(np.zeros((5, 4), dtype=np.float32))  # rows already there: item 0 goes to row 5
+    items = range(203) if n_known else (i for i in range(203))
+    report = TaskManager(slow_row, executor="processes", n_workers=2, batch_size=20).submit_tasks(
+        items, saver, save_interval=40, write="workers", progress=False
+    )
+    data = read_rows(saver)
+    assert np.array_equal(data[5:], np.stack([row_of(i) for i in range(203)])) and len(data) == 208
+    assert report.rows_saved == 203 and report.rows_saved_by_workers > 150
+    logged = [tuple(map(int, line.split())) for line in (tmp_path / "ds" / "slices.log").read_text().splitlines()]
+    by_workers = sorted((a, b) for pid, a, b in logged if pid != os.getpid())
+    assert by_workers and all(b % 16 == 0 or b == 208 for a, b in by_workers)  # batches end on chunk ends
+    chunks = [set(range(a // 16, (b - 1) // 16 + 1)) for a, b in by_workers]
+    assert sum(map(len, chunks)) == len(set().union(*chunks))  # so no chunk has two workers

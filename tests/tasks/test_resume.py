@@ -115,3 +115,28 @@ def test_update_resume_with_different_rows_per_item_is_refused(tmp_path) -> None
     saver = _interrupted(tmp_path)
     with pytest.raises(ResumeMismatchError, match="rows_per_item"):
         TaskManager(row_of).submit_tasks(range(N), saver, rows_per_item=1, progress=False)
+
+
+def _two_rows(i: int) -> np.ndarray:
+    if i == StopTwoRows.stop:
+        raise KeyboardInterrupt
+    return np.array([[i, 0], [i, 1]], dtype=np.int64)
+
+
+class StopTwoRows:
+    stop: int | None = None
+
+
+@pytest.mark.parametrize("approach", ["append", "update"])
+def test_items_of_k_rows_resume_at_row_i_times_k(tmp_path, approach) -> None:
+    saver = zarr_saver(tmp_path / "ds", approach)
+    StopTwoRows.stop = 17
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            TaskManager(_two_rows).submit_tasks(range(30), saver, save_interval=4, rows_per_item=2, progress=False)
+    finally:
+        StopTwoRows.stop = None
+    assert 0 < saver.read_record("tasks")["items_done"] <= 17
+    TaskManager(_two_rows).submit_tasks(range(30), saver, save_interval=4, rows_per_item=2, progress=False)
+    data = read_rows(saver)
+    assert np.array_equal(data[:, 0], np.repeat(np.arange(30), 2)) and np.array_equal(data[:, 1], np.tile([0, 1], 30))

@@ -125,9 +125,10 @@ class ExecutorHandle:
             self._pool = self._make_pool()
             self._owned = True
 
-    def shutdown(self) -> None:
+    def shutdown(self, cancel: bool = False) -> None:
+        """Shut down a pool we created; ``cancel`` drops batches not yet started."""
         if self._owned:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 __all__ = ["EXECUTOR_NAMES", "BrokenProcessPool", "ExecutorHandle", "SerialExecutor", "validate_executor"]

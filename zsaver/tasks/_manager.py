@@ -138,6 +138,11 @@ class TaskManager:
             raise TypeError(f"saver must be a zsaver.Saver or None; got {type(saver).__name__}")
         if write == "workers" and saver is None:
             raise ValueError("write='workers' needs a saver")
+        if write == "workers" and normalize_approach(getattr(saver, "approach", "append")) == "overwrite":
+            raise ValueError(
+                "write='workers' writes rows at their indices into the existing dataset; "
+                "got an 'overwrite' saver (use 'append' or 'update')"
+            )
         run = _Run(self, items, saver, save_interval, resume, on_error, retries, progress, consolidate,
                    dict(task_kwargs or {}), rows_per_item, fill_value, write, record_name, max_in_flight)
         return run.execute()
@@ -173,7 +178,7 @@ class _Run:
         self.fingerprint = ItemFingerprint()
         self.row_shape: tuple[int, ...] | None = None
         self.dtype: np.dtype | None = None
-        # Results released in order and not yet checkpointed: (first_row, rows or a count of fill items).
+        # Batches released in order and not yet written: (first_row, outcome).
         self.pending: list[tuple[int, Any]] = []
         self.pending_items = 0
         self.committed = 0  # items released in order (the next checkpoint covers them)
@@ -278,6 +283,7 @@ class _Run:
         handle = ExecutorHandle(self.manager.executor, self.manager.n_workers)
         token = uuid.uuid4().hex
         session = contextlib.ExitStack()
+        failed = True
         try:
             first = self._open_records()
             self.report.items_skipped = first
@@ -301,9 +307,10 @@ class _Run:
                 raise
             finally:
                 self.bar.close()
+            failed = False
             self._finish()
         finally:
-            handle.shutdown()
+            handle.shutdown(cancel=failed)
             if handle.in_process:
                 release_task(token)
             if getattr(self, "writer", None) is not None:
