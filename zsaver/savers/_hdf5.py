@@ -167,7 +167,7 @@ class HDF5Saver(StagedSaver):
             with h5py.File(probe, "w", driver="core", backing_store=False) as f:
                 ds = self._make(f, shape, data_dtype)
                 return DatasetSpec(np.dtype(ds.dtype), tuple(shape[1:]), int(ds.chunks[0]))
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.dataset_name!r}: h5py refuses the creation options "
                 f"{self._options} for shape {shape}: {exc}"

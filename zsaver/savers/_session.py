@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from zsaver.errors import (
     DatasetNotFoundError,
+    DatasetSpecError,
     DTypeMismatchError,
     InvalidIndexError,
     RowIndexError,
@@ -46,6 +47,10 @@ class DatasetSpec:
     dtype: np.dtype
     row_shape: tuple[int, ...]
     row_chunk: int
+
+    def __post_init__(self) -> None:
+        if self.row_chunk < 1:
+            raise DatasetSpecError(f"chunks must hold at least one row; got {self.row_chunk} rows")
 
 
 class StagedSaver(Saver):
@@ -224,10 +229,11 @@ class StagedSaver(Saver):
             return
         if self._rows is None:
             assert self._spec is not None
-            capacity = self._batch_rows + self._spec.row_chunk
+            self._stage_limit = self._batch_rows  # computed once per session: save() is hot
+            capacity = self._stage_limit + self._spec.row_chunk
             self._rows = RowStager(self._spec.row_shape, self._spec.dtype, capacity)
         self._rows.add(rows)
-        if len(self._rows) >= self._batch_rows:
+        if len(self._rows) >= self._stage_limit:
             self._write_rows(final=False)
 
     def _validated_rows(self, arr: np.ndarray, spec: DatasetSpec) -> np.ndarray:

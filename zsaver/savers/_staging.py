@@ -95,12 +95,13 @@ class UpdateStager:
         return bool(self._positions)
 
     def add(self, positions: np.ndarray, rows: np.ndarray) -> None:
+        if positions.size == 0:
+            return
         # Copy: the caller may reuse its array after save() returns.
         self._positions.append(np.array(positions, dtype=np.int64, copy=True))
         self._rows.append(np.array(rows, copy=True))
         self.nbytes += rows.nbytes + positions.nbytes
-        if positions.size:
-            self.max_position = max(self.max_position, int(positions.max()))
+        self.max_position = max(self.max_position, int(positions.max()))
 
     def clear(self) -> None:
         self._positions.clear()

@@ -46,7 +46,7 @@ OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize"}
 
 #: Whole chunks are written in batches of about this many bytes (zarr encodes
 #: and stores the chunks of one ``arr[a:b] = ...`` call concurrently).
-WRITE_BATCH_BYTES = 16 << 20
+WRITE_BATCH_BYTES = 32 << 20
 
 
 def _resolve_store(store: Any) -> tuple[Store, str]:
@@ -204,7 +204,10 @@ class ZarrSaver(StagedSaver):
     def array(self) -> zarr.Array:
         """The zarr array as stored now (flushed data only)."""
         try:
-            return zarr.open_array(self._store, path=self.path, mode="r")
+            try:
+                return zarr.open_array(self._store, path=self.path, mode="r")
+            except ValueError:  # stores that cannot make a read-only copy (zip)
+                return zarr.open_array(self._store, path=self.path)
         except (FileNotFoundError, KeyError) as exc:
             raise DatasetNotFoundError(f"dataset {self.path!r} does not exist") from exc
 
@@ -279,7 +282,7 @@ class ZarrSaver(StagedSaver):
             probe = zarr.create_array(
                 zarr.storage.MemoryStore(), shape=shape, **self._creation_kwargs(shape, data_dtype)
             )
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
                 f"{self._creation_kwargs(shape, data_dtype)} for shape {shape}: {exc}"

@@ -1,0 +1,85 @@
+"""A refused save raises the right error and leaves every file byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from saver_backends import Backend
+
+from zsaver.errors import (
+    DatasetNotFoundError,
+    DatasetSpecError,
+    DTypeMismatchError,
+    DuplicateIndexError,
+    InvalidIndexError,
+    RowIndexError,
+    SaverOptionError,
+    ShapeMismatchError,
+)
+
+EXISTING = np.arange(24, dtype=np.int32).reshape(8, 3)
+
+# (id, approach, saver options, data, indices, error, dataset name)
+CASES: list[tuple[str, str, dict[str, Any], Any, Any, type[Exception], str]] = [
+    ("float-into-int", "append", {}, np.full((2, 3), 1.5), None, DTypeMismatchError, "d"),
+    ("overflow-int32", "append", {}, np.full((1, 3), 2**40), None, DTypeMismatchError, "d"),
+    ("negative-into-unsigned", "append", {"dtype": "u1"}, np.full((1, 3), -1), None, DTypeMismatchError, "new"),
+    ("wrong-row-shape", "append", {}, np.zeros((2, 4), np.int32), None, ShapeMismatchError, "d"),
+    ("wrong-ndim", "append", {}, np.zeros((2, 3, 1), np.int32), None, ShapeMismatchError, "d"),
+    ("zero-dimensional", "append", {}, np.int32(5), None, ShapeMismatchError, "d"),
+    ("ragged", "append", {}, [[1, 2, 3], [4, 5]], None, ShapeMismatchError, "d"),
+    ("object-dtype", "append", {}, np.array([[1, "a", None]], dtype=object), None, DTypeMismatchError, "d"),
+    ("string-into-int", "append", {}, np.array([["a", "b", "c"]]), None, DTypeMismatchError, "d"),
+    ("indices-with-append", "append", {}, np.zeros((1, 3), np.int32), [0], InvalidIndexError, "d"),
+    ("index-past-end", "update", {}, np.zeros((1, 3), np.int32), [8], RowIndexError, "d"),
+    ("negative-index-past-start", "update", {}, np.zeros((1, 3), np.int32), -9, RowIndexError, "d"),
+    ("one-bad-index-among-good", "update", {}, np.zeros((3, 3), np.int32), [0, 1, 99], RowIndexError, "d"),
+    ("duplicate-indices", "update", {}, np.zeros((3, 3), np.int32), [1, 5, 1], DuplicateIndexError, "d"),
+    ("float-indices", "update", {}, np.zeros((2, 3), np.int32), [0.0, 1.0], InvalidIndexError, "d"),
+    ("2d-indices", "update", {}, np.zeros((2, 3), np.int32), [[0], [1]], InvalidIndexError, "d"),
+    ("mask-wrong-length", "update", {}, np.zeros((1, 3), np.int32), [True, False], ShapeMismatchError, "d"),
+    ("rows-vs-indices-count", "update", {}, np.zeros((3, 3), np.int32), [0, 1], ShapeMismatchError, "d"),
+    ("none-indices-update", "update", {}, np.zeros((1, 3), np.int32), None, InvalidIndexError, "d"),
+    ("update-missing-dataset", "update", {}, np.zeros((1, 3), np.int32), 0, DatasetNotFoundError, "new"),
+    ("update-create-bad-index", "update", {"shape": (4, 3)}, np.zeros((1, 3)), 4, RowIndexError, "new"),
+    ("bad-chunks-option", "append", {"chunks": (0, 3)}, np.zeros((1, 3)), None, DatasetSpecError, "new"),
+    ("bad-fill-value", "append", {"fill_value": "abc", "dtype": "i4"}, np.zeros((1, 3)), None, DatasetSpecError, "new"),
+    ("overwrite-bad-data-keeps-old", "overwrite", {}, [[1, 2], [3]], None, ShapeMismatchError, "d"),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with the hash of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".zsaver-lock" not in str(p)  # lock files are created, never written
+    }
+
+
+@pytest.mark.parametrize(
+    "approach, options, data, indices, error, name", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_refused_save_raises_and_leaves_files_byte_identical(
+    backend: Backend, approach: str, options: dict[str, Any], data: Any, indices: Any,
+    error: type[Exception], name: str,
+) -> None:
+    backend.saver(name="d", chunks=4).save(EXISTING)
+    before = snapshot(backend.root)
+    saver = backend.saver(approach, name=name, **options)
+    with pytest.raises(error):
+        saver.save(data, indices=indices)
+    with pytest.raises(error), saver:  # the same refusal inside a session, then a flush on exit
+        saver.save(data, indices=indices)
+    assert snapshot(backend.root) == before
+    np.testing.assert_array_equal(backend.read("d"), EXISTING)
+
+
+def test_unknown_save_keyword_is_refused(backend: Backend) -> None:
+    with pytest.raises(TypeError) as info:
+        backend.saver().save(np.zeros((1, 3)), approach="update")
+    assert isinstance(info.value, SaverOptionError)

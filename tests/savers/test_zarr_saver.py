@@ -1,0 +1,188 @@
+"""ZarrSaver specifics: store forms, creation options, chunk I/O counts, records."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from zarr.core.buffer.cpu import Buffer
+
+from zsaver import ZarrSaver
+from zsaver.errors import ApproachError, SaverOptionError
+
+
+class CountingStore(zarr.storage.WrapperStore[Any]):
+    """Counts reads and writes per key (to prove chunks are touched once)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.gets: Counter[str] = Counter()
+        self.sets: Counter[str] = Counter()
+
+    async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        self.gets[key] += 1
+        return await self._store.get(key, *args, **kwargs)
+
+    async def set(self, key: str, value: Any) -> None:
+        self.sets[key] += 1
+        await self._store.set(key, value)
+
+
+def chunk_keys(counter: Counter[str]) -> Counter[str]:
+    return Counter({k: v for k, v in counter.items() if "/c/" in k})
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # zip appends, never rewrites
+@pytest.mark.parametrize("form", ["path", "str", "local", "memory", "zip", "group"])
+def test_every_store_form_with_nested_dataset_name(tmp_path: Path, form: str) -> None:
+    data = np.arange(12.0).reshape(4, 3)
+    if form in ("path", "str"):
+        store: Any = tmp_path / "s" if form == "path" else str(tmp_path / "s")
+        opened = lambda: zarr.open_array(tmp_path / "s", path="a/b/c", mode="r")  # noqa: E731
+    elif form == "local":
+        store = zarr.storage.LocalStore(tmp_path / "s")
+        opened = lambda: zarr.open_array(store, path="a/b/c", mode="r")  # noqa: E731
+    elif form == "memory":
+        store = zarr.storage.MemoryStore()
+        opened = lambda: zarr.open_array(store, path="a/b/c", mode="r")  # noqa: E731
+    elif form == "zip":
+        store = zarr.storage.ZipStore(tmp_path / "s.zip", mode="w")
+        opened = lambda: zarr.open_array(store, path="a/b/c")  # noqa: E731
+    else:
+        root = zarr.open_group(tmp_path / "s", mode="w")
+        store = root.create_group("a")
+        opened = lambda: zarr.open_array(tmp_path / "s", path="a/b/c", mode="r")  # noqa: E731
+    name = "b/c" if form == "group" else "a/b/c"
+    with ZarrSaver(store, name) as s:
+        s.save(data[:2])
+        s.save(data[2:])
+    np.testing.assert_array_equal(opened()[...], data)
+    if form == "zip":
+        store.close()
+    # the implied groups exist and are real zarr groups
+    if form in ("path", "str", "group"):
+        assert isinstance(zarr.open_group(tmp_path / "s", mode="r")["a/b"], zarr.Group)
+
+
+@pytest.mark.parametrize("approach", ["Append", " overwrite ", "UPDATE"])
+def test_approach_is_case_and_space_insensitive(tmp_path: Path, approach: str) -> None:
+    assert ZarrSaver(tmp_path, approach=approach).approach == approach.strip().lower()
+
+
+def test_wrong_approach_lists_the_three_choices(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'append', 'overwrite', 'update'") as info:
+        ZarrSaver(tmp_path, approach="replace")
+    assert isinstance(info.value, ApproachError)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="chunk_size") as info:
+        ZarrSaver(tmp_path, chunk_size=10)
+    assert isinstance(info.value, SaverOptionError)
+
+
+def test_creation_options_are_honoured_in_the_metadata(tmp_path: Path) -> None:
+    from zarr.codecs import BloscCodec
+
+    s = ZarrSaver(
+        tmp_path,
+        "x",
+        dtype="i4",
+        chunks=(8, 2),
+        shards=(32, 2),
+        compressors=BloscCodec(cname="lz4", clevel=3),
+        fill_value=-1,
+        attributes={"units": "m"},
+        dimension_names=("item", "col"),
+    )
+    s.save(np.ones((5, 2), dtype=np.int8))
+    arr = zarr.open_array(tmp_path, path="x", mode="r")
+    assert arr.dtype == np.int32 and arr.chunks == (8, 2) and arr.shards == (32, 2)
+    assert arr.fill_value == -1 and arr.attrs["units"] == "m"
+    meta = json.loads((tmp_path / "x" / "zarr.json").read_text())
+    assert meta["dimension_names"] == ["item", "col"]
+    sharding = meta["codecs"][0]
+    assert sharding["name"] == "sharding_indexed"
+    assert any(c["name"] == "blosc" and c["configuration"]["cname"] == "lz4" for c in sharding["configuration"]["codecs"])
+    assert s.row_chunk == 32  # writes are aligned on shards
+
+
+def test_no_compression_and_zarr_format_2(tmp_path: Path) -> None:
+    s = ZarrSaver(tmp_path, "v2", zarr_format=2, compressors=None, chunks=4)
+    s.save(np.arange(10.0).reshape(5, 2))
+    s.save(np.arange(4.0).reshape(2, 2))
+    meta = json.loads((tmp_path / "v2" / ".zarray").read_text())
+    assert meta["compressor"] is None and meta["chunks"] == [4, 2] and meta["shape"] == [7, 2]
+    assert zarr.open_array(tmp_path, path="v2", mode="r").shape == (7, 2)
+
+
+def test_numpy_index_arrays_work(tmp_path: Path) -> None:
+    s = ZarrSaver(tmp_path, "x")
+    s.save(np.zeros((5, 2)))
+    ZarrSaver(tmp_path, "x", approach="update").save(np.ones((2, 2)), indices=np.array([4, 1]))
+    ZarrSaver(tmp_path, "x", approach="update").save(np.full((1, 2), 2.0), indices=np.array([0]))
+    np.testing.assert_array_equal(zarr.open_array(tmp_path, path="x")[:, 0], [2, 1, 0, 0, 1])
+
+
+def test_each_touched_chunk_is_read_and_written_at_most_once_per_flush() -> None:
+    store = CountingStore(zarr.storage.MemoryStore())
+    ZarrSaver(store, "x", chunks=10, compressors=None).save(np.zeros((100, 2)))
+    store.gets.clear()
+    store.sets.clear()
+    rng = np.random.default_rng(0)
+    with ZarrSaver(store, "x", approach="update") as s:
+        for i in rng.integers(0, 95, 300).tolist():
+            s.save(np.full(2, i + 1.0), indices=i)
+        s.save(np.full((5, 2), 7.0), indices=slice(95, 100))
+    reads, writes = chunk_keys(store.gets), chunk_keys(store.sets)
+    assert writes and max(writes.values()) == 1 and max(reads.values(), default=0) <= 1
+    assert "x/c/9/0" not in reads  # fully overwritten: written without reading
+
+
+def test_appends_write_each_chunk_once_and_metadata_rarely() -> None:
+    store = CountingStore(zarr.storage.MemoryStore())
+    with ZarrSaver(store, "x", chunks=100, compressors=None) as s:
+        for i in range(200):
+            s.save(np.full((7, 4), i, dtype="f4"))
+    writes = chunk_keys(store.sets)
+    assert len(writes) == 14 and max(writes.values()) == 1
+    assert store.sets["x/zarr.json"] <= 3
+    out = zarr.open_array(store, path="x")[...]
+    np.testing.assert_array_equal(out[::7, 0], np.arange(200))
+
+
+def test_consolidate_writes_consolidated_metadata_and_calls_store(tmp_path: Path) -> None:
+    class ConsolidatingStore(zarr.storage.LocalStore):
+        consolidated = 0
+
+        def consolidate(self) -> None:
+            type(self).consolidated += 1
+
+    store = ConsolidatingStore(tmp_path)
+    with ZarrSaver(store, "g/x") as s:
+        s.save(np.zeros((3, 2)))
+        s.consolidate()
+    assert ConsolidatingStore.consolidated == 1
+    group = zarr.open_group(tmp_path, mode="r", use_consolidated=True)
+    assert group.metadata.consolidated_metadata is not None
+    assert group["g/x"].shape == (3, 2)
+
+
+def test_record_survives_a_torn_write_of_its_newer_slot() -> None:
+    store = zarr.storage.MemoryStore()
+    s = ZarrSaver(store, "x")
+    s.write_record("state", {"n": 1})
+    s.write_record("state", {"n": 2})
+    # simulate a crash half-way through the next write: garbage in the older slot
+    slots = sorted(k for k in store._store_dict if "records/state" in k)
+    older = min(slots, key=lambda k: json.loads(store._store_dict[k].to_bytes())["seq"])
+    store._store_dict[older] = Buffer.from_bytes(b'{"seq": 9, "sha256": "00", "doc": "{\\"n\\": 3')
+    assert s.read_record("state") == {"n": 2}
+    s.write_record("state", {"n": 3})
+    assert s.read_record("state") == {"n": 3}
