@@ -107,21 +107,31 @@ def _sig_or_none(path: str) -> Signature | None:
 def _remove_empty_dirs(dirs: set[str], stop: str) -> None:
     """Remove emptied chunk directories (each is an inode too), never ``stop`` itself.
 
-    Writers recreate a directory if this races with them (see ``_write_temp``).
+    Each candidate is tried once, deepest first (rmdir is slow on some
+    filesystems). Writers recreate a directory if this races with them
+    (see ``_write_temp``).
     """
     stop = os.path.normpath(stop)
-    for start in sorted(dirs, key=len, reverse=True):
+    candidates: set[str] = set()
+    for start in dirs:
         path = os.path.normpath(start)
-        while path != stop and path.startswith(stop + os.sep):
-            try:
-                os.rmdir(path)
-            except OSError:
-                break
+        while path != stop and path.startswith(stop + os.sep) and path not in candidates:
+            candidates.add(path)
             path = os.path.dirname(path)
+    failed: set[str] = set()
+    for path in sorted(candidates, key=lambda p: p.count(os.sep), reverse=True):
+        if any(f.startswith(path + os.sep) for f in failed if len(f) > len(path)):
+            failed.add(path)  # a child stayed, so this one is not empty either
+            continue
+        try:
+            os.rmdir(path)
+        except OSError:
+            failed.add(path)
 
 
 def _consolidate_job(store: ShardedStoreBase, job: tuple[str, str, list[str]]) -> bool:
     prefix, shard_rel, keys = job
+    store._ensure_open_sync()  # a copy unpickled on a dask worker opens lazily
     return store._rewrite_shard(prefix, shard_rel, keys)
 
 

@@ -39,6 +39,28 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
+def create_json_once(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """Create ``path`` holding ``doc`` unless it exists; return what the file holds.
+
+    Two processes creating a store at once agree on one marker: the file is
+    linked into place, which fails if another process got there first.
+    """
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.zsaver-partial")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        existing = read_json(path)
+        return existing if existing is not None else doc
+    finally:
+        os.unlink(tmp)
+    fsync_dir(path.parent)
+    return doc
+
+
 def fsync_dir(path: Path | str) -> None:
     """Make a rename in directory ``path`` durable (a no-op where unsupported)."""
     try:

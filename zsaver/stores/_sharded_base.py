@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 import uuid
 import zlib
@@ -40,18 +39,17 @@ from zsaver.stores._layout import (
     normalize_chunks_per_shard,
     parse_array_metadata,
 )
+from zsaver.stores._listing import _NO_NODE, ShardListingMixin
 from zsaver.stores._marker import (
     BOOKKEEPING,
     JOURNAL_NAME,
     LOCKS_DIR,
     MARKER_NAME,
-    fsync_dir,
+    create_json_once,
     read_json,
-    write_json_atomic,
 )
 from zsaver.stores._shard_cache import ShardContainer, ShardHandleCache, Signature, signature
 
-_NO_NODE = object()  # no metadata document at a prefix (as opposed to a group's)
 _LOCK_STRIPES = 16  # lock files per kind: bounded file count, rare false sharing
 
 
@@ -102,18 +100,22 @@ def _write_temp(path: str, data: Any) -> str:
     return tmp
 
 
-def _stat_sig(path: str) -> Signature | None:
-    try:
-        return signature(os.stat(path))
-    except FileNotFoundError:
-        return None
-
-
-class ShardedStoreBase(Store):
+class ShardedStoreBase(ShardListingMixin, Store):
     """A zarr store whose chunks end up grouped in shard files of one container format.
 
+    Arguments (kept as attributes of the same names):
+        root: the store directory (created unless ``read_only``).
+        chunks_per_shard: chunks per shard along each axis; None entries or
+            missing trailing axes mean all chunks along that axis. Default
+            ``(64,)``, or whatever the directory's ``.zsaver-store.json`` records.
+        read_only: refuse every write.
+        write_direct: buffer chunks in memory and write them into their shards
+            by copy-on-write at :meth:`flush` / :meth:`close` / :meth:`consolidate`
+            (or when ``max_buffer_bytes`` is exceeded), instead of loose files.
+        max_open_shards: how many idle shard handles the LRU keeps open.
+        max_buffer_bytes: ``write_direct`` buffer size that triggers a flush.
+
     Subclasses set :attr:`store_type` and implement :meth:`_make_container`.
-    Constructor arguments are kept as attributes of the same names.
     """
 
     store_type: ClassVar[str] = ""
@@ -240,9 +242,9 @@ class ShardedStoreBase(Store):
         if marker is None:
             doc = {"zsaver_store": 1, "container": self.store_type,
                    **(wanted or self._default_layout())}
-            if not self.read_only:
-                write_json_atomic(self.root / MARKER_NAME, doc)
-            return doc
+            if self.read_only:
+                return doc
+            marker = create_json_once(self.root / MARKER_NAME, doc)
         if marker.get("container") != self.store_type:
             raise StoreConfigError(
                 f"{self.root} holds a {marker.get('container')!r} store, not {self.store_type!r}; "
@@ -497,103 +499,6 @@ class ShardedStoreBase(Store):
                     self._cache.release(handle)
         raise FileNotFoundError(key)
 
-    # ---------------------------------------------------------------- listing
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Every key starting with ``prefix``, chunks inside shards included, sorted."""
-        self._ensure_open_sync()
-        base = self._walk_base(prefix)
-        loose: set[str] = set()
-        in_shards: set[str] = set()
-        tombstones: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(self._path(base)):
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if rel_dir == "":
-                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
-            for name in filenames:
-                if rel_dir == "" and name in BOOKKEEPING:
-                    continue
-                key = f"{rel_dir}/{name}" if rel_dir else name
-                if name.endswith(TEMP_SUFFIX):
-                    continue
-                if name.endswith(TOMBSTONE_SUFFIX):
-                    tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
-                    continue
-                members = self._shard_members(key)
-                if members is None:
-                    loose.add(key)
-                else:
-                    in_shards.update(members)
-        keys = loose | (in_shards - tombstones)
-        if self._buffer:
-            with self._buffer_lock:
-                keys.update(self._buffer)
-        return sorted(k for k in keys if k.startswith(prefix))
-
-    def _walk_base(self, prefix: str) -> str:
-        """The directory to walk for ``prefix``: its array's, if inside one (shards live there)."""
-        parts = prefix.split("/")[:-1]  # the directory part; the rest is a name prefix
-        for i in range(len(parts), -1, -1):
-            if isinstance(self._array_info("/".join(parts[:i])), ArrayInfo):
-                return "/".join(parts[:i])
-        return "/".join(parts)
-
-    def _shard_members(self, file_key: str) -> list[str] | None:
-        """Chunk keys held by the shard file at ``file_key``, or None if it is not a shard."""
-        assert self._layout is not None
-        if not file_key.endswith(self._layout.suffix):
-            return None
-        parts = file_key.split("/")
-        for i in range(len(parts) - 1, -1, -1):
-            prefix = "/".join(parts[:i])
-            info = self._array_info(prefix)
-            if info is _NO_NODE:
-                continue
-            if not isinstance(info, ArrayInfo):
-                return None
-            rel = "/".join(parts[i:])
-            if not self._layout.is_shard_path(rel, info.ndim):
-                return None
-            handle = self._cache.acquire(self._path(file_key))
-            if handle is None:
-                return []
-            try:
-                names = list(handle.index)
-            finally:
-                self._cache.release(handle)
-            keys = []
-            for member in names:
-                coords = self._layout.member_coords(rel, member, info.ndim)
-                if coords is not None:
-                    chunk = info.key_of(coords)
-                    keys.append(f"{prefix}/{chunk}" if prefix else chunk)
-            return keys
-        return None
-
-    def _delete_prefix(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` (which ends with '/' or is '')."""
-        parts = prefix.rstrip("/").split("/") if prefix else []
-        inside_array = any(
-            isinstance(self._array_info("/".join(parts[:i])), ArrayInfo) for i in range(len(parts))
-        )
-        if inside_array:  # shards hold keys of other prefixes too: delete key by key
-            for key in self.list_keys(prefix):
-                self.delete_sync(key)
-            return
-        with self._buffer_lock:
-            for key in [k for k in self._buffer if k.startswith(prefix)]:
-                self._buffer_bytes -= len(self._buffer.pop(key)[1])
-        target = self._path(prefix.rstrip("/"))
-        if not prefix:
-            for entry in os.listdir(target):
-                if entry not in BOOKKEEPING:
-                    path = os.path.join(target, entry)
-                    shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
-        elif os.path.isdir(target):
-            shutil.rmtree(target)
-        self._arrays.clear()
-        self._cache.close_all()
-
     # ---------------------------------------------------------------- write_direct buffer
     def _buffer_put(self, ref: ChunkRef, data: bytes) -> None:
         with self._buffer_lock:
@@ -677,6 +582,11 @@ class ShardedStoreBase(Store):
         prefix = prefix.rstrip("/")
         start = prefix + "/" if prefix else ""
         seen: set[str] = set()
+        entries = await asyncio.to_thread(self._list_plain_dir, prefix)
+        if entries is not None:  # outside arrays a directory holds no shards: cheap path
+            for name in entries:
+                yield name
+            return
         for key in await asyncio.to_thread(self.list_keys, start):
             head = key[len(start) :].split("/", 1)[0]
             if head not in seen:
@@ -703,24 +613,6 @@ class ShardedStoreBase(Store):
         self._check_writable()
         self.flush()
         return run_consolidation(self, workers=workers, client=client, progress=progress)
-
-    def _plan(self) -> dict[tuple[str, str], list[str]]:
-        """Loose chunk keys and tombstoned keys, grouped by (array path, shard)."""
-        plan: dict[tuple[str, str], list[str]] = {}
-        for dirpath, dirnames, filenames in os.walk(self._root):
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if rel_dir == "":
-                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
-            for name in filenames:
-                if name.endswith(TEMP_SUFFIX) or name in METADATA_NAMES:
-                    continue
-                key = f"{rel_dir}/{name}" if rel_dir else name
-                key = key.removesuffix(TOMBSTONE_SUFFIX)
-                ref = self._chunk_ref(key)
-                if ref is not None:
-                    plan.setdefault((ref.prefix, ref.shard_rel), []).append(key)
-        return plan
 
     def _rewrite_shard(
         self, prefix: str, shard_rel: str, keys: list[str], extra: dict[str, bytes] | None = None

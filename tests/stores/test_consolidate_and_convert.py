@@ -1,0 +1,77 @@
+"""consolidate() options (threads, progress bar, dask client) and convert() round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from zsaver.errors import StoreConfigError
+from zsaver.stores import H5ShardStore, ZipShardStore, convert, open_store
+
+
+def _filled(store: object, n: int = 40) -> np.ndarray:
+    data = np.arange(n * 3, dtype="i4").reshape(n, 3)
+    zarr.create_array(store, name="x", shape=data.shape, chunks=(2, 3), dtype="i4")[:] = data
+    return data
+
+
+def test_consolidate_with_threads_and_progress_bar(
+    store_cls: type, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=2)
+    data = _filled(store)
+    assert store.consolidate(workers=4, progress=True) == 10
+    assert "consolidate" in capsys.readouterr().err  # tqdm writes to stderr
+    np.testing.assert_array_equal(zarr.open_array(store, path="x")[:], data)
+
+
+def test_consolidate_on_a_dask_cluster(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    store = ZipShardStore(tmp_path, chunks_per_shard=4)
+    data = _filled(store)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert store.consolidate(client=client) == 5
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == sorted(
+        ["zarr.json"] + [f"shard-{i}.0.zip" for i in range(5)])
+    np.testing.assert_array_equal(zarr.open_array(ZipShardStore(tmp_path), path="x")[:], data)
+
+
+def test_convert_round_trip_plain_h5_zip_plain(tmp_path: Path) -> None:
+    data = _filled(zarr.storage.LocalStore(tmp_path))
+    z2 = zarr.open_group(tmp_path / "old", mode="w", zarr_format=2)
+    z2.create_array("y", shape=(9, 2), chunks=(2, 1), dtype="f4",
+                    chunk_key_encoding={"name": "v2", "separator": "/"})[:] = 1.5
+    plain_keys = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    for target, cls in [("h5", H5ShardStore), ("zip", ZipShardStore), ("plain", None)]:
+        convert(tmp_path, target, chunks_per_shard=8 if target == "h5" else None)
+        store = open_store(tmp_path)
+        assert type(store) is (cls or zarr.storage.LocalStore)
+        np.testing.assert_array_equal(zarr.open_array(store, path="x")[:], data)
+        assert (zarr.open_array(store, path="old/y")[:] == 1.5).all()
+        assert not (tmp_path / ".zsaver-convert.json").exists()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                  if p.is_file()) == plain_keys
+
+
+def test_convert_refuses_a_second_target_while_one_is_unfinished(tmp_path: Path) -> None:
+    _filled(zarr.storage.LocalStore(tmp_path))
+    (tmp_path / ".zsaver-convert.json").write_text(json.dumps(
+        {"from": "plain", "to": "h5", "chunks_per_shard": [64]}))
+    with pytest.raises(StoreConfigError, match="to='h5'"):
+        convert(tmp_path, "zip")
+    with pytest.raises(StoreConfigError, match="middle of a conversion"):
+        H5ShardStore(tmp_path)._ensure_open_sync()
+    convert(tmp_path, "h5")
+    assert isinstance(open_store(tmp_path), H5ShardStore)
+
+
+def test_convert_rejects_an_unknown_target_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError, match="'h5', 'zip', 'plain'"):
+        convert(tmp_path, "tar")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,233 @@
+"""Behaviour of the shard stores through zarr and through the Store API."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+
+from zsaver.errors import StoreConfigError
+from zsaver.stores import H5ShardStore, ZipShardStore, open_store
+
+PROTO = default_buffer_prototype()
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*")
+        if p.is_file() and not p.relative_to(root).parts[0].startswith(".zsaver")
+    )
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4, 5])
+def test_round_trip_every_rank_before_and_after_consolidation(
+    store_cls: type, tmp_path: Path, zarr_format: int, ndim: int
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=(2,))
+    shape = (5, 4, 3, 3, 2)[:ndim]
+    data = np.random.default_rng(ndim).standard_normal(shape).astype("f4")
+    root = zarr.open_group(store, mode="w", zarr_format=zarr_format)
+    arr = root.create_group("inner").create_array(
+        "a", shape=shape, chunks=(2, 3, 2, 2, 1)[:ndim], dtype="f4", fill_value=0.0
+    )
+    arr[...] = data
+    np.testing.assert_array_equal(zarr.open_array(store, path="inner/a")[...], data)
+    keys_before = store.list_keys()
+    assert store.consolidate() > 0
+    assert store.list_keys() == keys_before  # same zarr keys, whatever the files are
+    reopened = store_cls(tmp_path)
+    np.testing.assert_array_equal(zarr.open_array(reopened, path="inner/a")[...], data)
+    chunk_files = [f for f in _files(tmp_path)
+                   if not f.endswith(("zarr.json", ".zarray", ".zgroup", ".zattrs"))]
+    assert chunk_files and all(f.endswith(store._container.suffix) for f in chunk_files)
+    assert store.consolidate() == 0  # idempotent
+
+
+def test_file_count_after_consolidation_is_shards_plus_metadata(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)  # default: 64 chunks along axis 0 per shard
+    arr = zarr.create_array(store, name="x", shape=(200, 8), chunks=(1, 4), dtype="i4")
+    arr[:] = np.arange(1600).reshape(200, 8)
+    assert len(_files(tmp_path)) == 400 + 2  # chunks, array and root zarr.json
+    store.consolidate()
+    assert _files(tmp_path) == ["x/" + f"shard-{i}.0{store._container.suffix}"
+                                for i in range(4)] + ["x/zarr.json", "zarr.json"]
+    assert sorted(os.listdir(tmp_path / "x")) == sorted(
+        ["zarr.json"] + [f"shard-{i}.0{store._container.suffix}" for i in range(4)])
+    np.testing.assert_array_equal(arr[:], np.arange(1600).reshape(200, 8))
+
+
+def test_keys_answer_in_zarr_terms_for_chunks_inside_shards(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=4)
+    arr = zarr.create_array(store, name="g/x", shape=(8,), chunks=(2,), dtype="u1",
+                            zarr_format=2)
+    arr[:] = np.arange(8)
+    store.consolidate()
+    chunk_keys = [k for k in store.list_keys("g/x/") if not k.rsplit("/", 1)[1].startswith(".")]
+    assert chunk_keys == ["g/x/0", "g/x/1", "g/x/2", "g/x/3"]
+    assert "g/x/.zarray" in store.list_keys("g/")
+    assert sorted(os.listdir(tmp_path / "g" / "x"))[-1].startswith("shard-")
+    assert store.exists_sync("g/x/3") and not store.exists_sync("g/x/9")
+    assert store.getsize_sync("g/x/1") == len(store.get_sync("g/x/1", prototype=PROTO))
+    with pytest.raises(FileNotFoundError):
+        store.getsize_sync("g/x/9")
+
+    store.delete_sync("g/x/1")  # lives in a shard: recorded by a tombstone
+    assert not store.exists_sync("g/x/1")
+    assert store.get_sync("g/x/1", prototype=PROTO) is None
+    assert "g/x/1" not in store.list_keys()
+    store.consolidate()
+    assert "g/x/1" not in store.list_keys()
+    assert arr[:].tolist() == [0, 1, 0, 0, 4, 5, 6, 7]
+    assert not any(f.endswith("deleted") for f in _files(tmp_path))
+
+
+def test_rewritten_chunk_is_listed_once_and_shard_holds_one_copy(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    arr = zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="i8")
+    arr[:] = [1, 2, 3, 4]
+    store.consolidate()
+    arr[:2] = [9, 9]  # a loose copy now shadows the shard's
+    assert store.list_keys("x/c") == ["x/c/0", "x/c/1"]
+    assert arr[:].tolist() == [9, 9, 3, 4]
+    store.consolidate()
+    shard = tmp_path / "x" / f"shard-0{store._container.suffix}"
+    if shard.suffix == ".zip":  # zip could hold a name twice; HDF5 names are unique
+        with zipfile.ZipFile(shard) as zf:
+            assert sorted(zf.namelist()) == ["0", "1"]
+    else:
+        with h5py.File(shard, "r") as f:
+            assert sorted(f) == ["0", "1"]
+    assert arr[:].tolist() == [9, 9, 3, 4]
+
+
+def test_h5_shard_is_readable_with_plain_h5py(tmp_path: Path) -> None:
+    store = H5ShardStore(tmp_path)
+    arr = zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="u1",
+                            compressors=None)
+    arr[:] = [1, 2, 3, 4]
+    store.consolidate()
+    with h5py.File(tmp_path / "x" / "shard-0.h5", "r") as f:
+        assert f["1"][()].tobytes() == bytes([3, 4])
+
+
+def test_write_direct_creates_no_loose_files_and_survives_flush(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, write_direct=True, chunks_per_shard=2)
+    arr = zarr.create_array(store, name="x", shape=(6, 2), chunks=(1, 2), dtype="i4")
+    arr[:] = np.arange(12).reshape(6, 2)
+    assert _files(tmp_path) == ["x/zarr.json", "zarr.json"]  # chunks are buffered
+    assert arr[:].sum() == 66  # read-your-writes from the buffer
+    store.flush()
+    assert _files(tmp_path) == ["x/shard-0.0" + store._container.suffix,
+                                "x/shard-1.0" + store._container.suffix,
+                                "x/shard-2.0" + store._container.suffix, "x/zarr.json",
+                                "zarr.json"]
+    np.testing.assert_array_equal(zarr.open_array(store_cls(tmp_path), path="x")[:],
+                                  np.arange(12).reshape(6, 2))
+
+
+def test_reader_sees_shard_consolidated_by_another_store_object(
+    store_cls: type, tmp_path: Path
+) -> None:
+    writer = store_cls(tmp_path, chunks_per_shard=8)
+    arr = zarr.create_array(writer, name="x", shape=(4,), chunks=(1,), dtype="i4")
+    arr[:] = [1, 2, 3, 4]
+    writer.consolidate()
+    reader = store_cls(tmp_path)
+    view = zarr.open_array(reader, path="x")
+    assert view[:].tolist() == [1, 2, 3, 4]  # reader caches the shard handle
+    arr[:] = [5, 6, 7, 8]
+    writer.consolidate()  # replaces the shard file; reader is not reopened
+    assert view[:].tolist() == [5, 6, 7, 8]
+
+
+def test_pickled_store_reopens_lazily_and_handles_reopen_after_fork(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    arr = zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="i4")
+    arr[:] = [1, 2, 3, 4]
+    store.consolidate()
+    assert arr[:].tolist() == [1, 2, 3, 4]
+    blob = pickle.dumps(store)
+    assert len(blob) < 600 and b"_cache" not in blob
+    clone = pickle.loads(blob)
+    assert clone == store and len(clone._cache) == 0
+    assert zarr.open_array(clone, path="x")[:].tolist() == [1, 2, 3, 4]
+    pid = os.fork()
+    if pid == 0:  # child: the inherited handles are dropped and reopened
+        ok = zarr.open_array(store, path="x")[:].tolist() == [1, 2, 3, 4]
+        ok = ok and store._cache._pid == os.getpid()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_handle_cache_is_bounded(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=1, max_open_shards=3)
+    arr = zarr.create_array(store, name="x", shape=(10,), chunks=(1,), dtype="i4")
+    arr[:] = np.arange(10)
+    store.consolidate()
+    assert arr[:].tolist() == list(range(10))
+    assert len(store._cache) == 3
+
+
+def test_marker_records_store_type_and_options(tmp_path: Path) -> None:
+    H5ShardStore(tmp_path, chunks_per_shard=(4, None))._ensure_open_sync()
+    assert isinstance(open_store(tmp_path), H5ShardStore)
+    assert open_store(tmp_path)._build_layout  # opens with the recorded layout
+    with pytest.raises(StoreConfigError, match="holds a 'h5' store"):
+        ZipShardStore(tmp_path)._ensure_open_sync()
+    with pytest.raises(StoreConfigError, match="was written with"):
+        H5ShardStore(tmp_path, chunks_per_shard=8)._ensure_open_sync()
+    store = H5ShardStore(tmp_path)
+    store._ensure_open_sync()
+    assert store._layout.chunks_per_shard == (4, None)
+
+
+@pytest.mark.parametrize("bad", [0, -1, (2, 0), "x", 1.5])
+def test_bad_chunks_per_shard_is_refused_before_anything_is_written(
+    tmp_path: Path, bad: object
+) -> None:
+    with pytest.raises(StoreConfigError, match="chunks_per_shard"):
+        H5ShardStore(tmp_path / "s", chunks_per_shard=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "s").exists()
+
+
+def test_reserved_keys_are_refused(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path)
+    buf = PROTO.buffer.from_bytes(b"x")
+    for key in ("a/b.zsaver-deleted", "a.zsaver-partial", ".zsaver-store.json"):
+        with pytest.raises(ValueError, match="reserved"):
+            store.set_sync(key, buf)
+
+
+async def test_list_dir_of_an_array_shows_chunk_keys_not_shard_files(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    group = zarr.open_group(store, mode="w")
+    group.create_array("v3", shape=(4,), chunks=(1,), dtype="i1")[:] = 1
+    group.create_array("v2", shape=(4,), chunks=(1,), dtype="i1",
+                       chunk_key_encoding={"name": "v2", "separator": "."})[:] = 2
+    store.consolidate()
+    assert sorted([k async for k in store.list_dir("")]) == ["v2", "v3", "zarr.json"]
+    assert sorted([k async for k in store.list_dir("v3")]) == ["c", "zarr.json"]
+    assert sorted([k async for k in store.list_dir("v3/c/")]) == ["0", "1", "2", "3"]
+    assert sorted([k async for k in store.list_dir("v2")]) == ["0", "1", "2", "3", "zarr.json"]
+    assert sorted(group.array_keys()) == ["v2", "v3"]

@@ -1,0 +1,172 @@
+"""Listing for shard stores: zarr keys from loose files, shard members and tombstones.
+
+Kept apart from the read/write path in ``_sharded_base.py``; the methods here
+only walk directories and shard indexes, they never change a shard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from zsaver.stores._layout import (
+    METADATA_NAMES,
+    TEMP_SUFFIX,
+    TOMBSTONE_SUFFIX,
+    ArrayInfo,
+)
+from zsaver.stores._marker import BOOKKEEPING
+
+_NO_NODE = object()  # no metadata document at a prefix (as opposed to a group's)
+
+
+class ShardListingMixin:
+    """Key listing, prefix deletion and the consolidation plan of a shard store.
+
+    Mixed into :class:`ShardedStoreBase`, which provides the attributes and the
+    key-routing methods (``_path``, ``_array_info``, ``_chunk_ref``) used here.
+    """
+
+    _root: str
+    _buffer: dict[str, Any]
+    _buffer_bytes: int
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key starting with ``prefix``, chunks inside shards included, sorted."""
+        self._ensure_open_sync()
+        base = self._walk_base(prefix)
+        loose: set[str] = set()
+        in_shards: set[str] = set()
+        tombstones: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(self._path(base)):
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if rel_dir == "":
+                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+            for name in filenames:
+                if rel_dir == "" and name in BOOKKEEPING:
+                    continue
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                if name.endswith(TEMP_SUFFIX):
+                    continue
+                if name.endswith(TOMBSTONE_SUFFIX):
+                    tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
+                    continue
+                members = self._shard_members(key)
+                if members is None:
+                    loose.add(key)
+                else:
+                    in_shards.update(members)
+        keys = loose | (in_shards - tombstones)
+        if self._buffer:
+            with self._buffer_lock:
+                keys.update(self._buffer)
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def _list_plain_dir(self, prefix: str) -> list[str] | None:
+        """Entries of directory ``prefix`` if it is neither an array nor inside one, else None.
+
+        Only array directories hold shards, so elsewhere the listing is the
+        directory's own, minus the store's bookkeeping files.
+        """
+        self._ensure_open_sync()
+        parts = prefix.split("/") if prefix else []
+        if any(isinstance(self._array_info("/".join(parts[:i])), ArrayInfo)
+               for i in range(len(parts) + 1)):
+            return None
+        try:
+            names = os.listdir(self._path(prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        entries = {n for n in names
+                   if not n.endswith((TEMP_SUFFIX, TOMBSTONE_SUFFIX))
+                   and not (prefix == "" and n in BOOKKEEPING)}
+        if self._buffer:
+            start = prefix + "/" if prefix else ""
+            entries.update(k[len(start):].split("/", 1)[0] for k in list(self._buffer)
+                           if k.startswith(start))
+        return sorted(entries)
+
+    def _walk_base(self, prefix: str) -> str:
+        """The directory to walk for ``prefix``: its array's, if inside one (shards live there)."""
+        parts = prefix.split("/")[:-1]  # the directory part; the rest is a name prefix
+        for i in range(len(parts), -1, -1):
+            if isinstance(self._array_info("/".join(parts[:i])), ArrayInfo):
+                return "/".join(parts[:i])
+        return "/".join(parts)
+
+    def _shard_members(self, file_key: str) -> list[str] | None:
+        """Chunk keys held by the shard file at ``file_key``, or None if it is not a shard."""
+        assert self._layout is not None
+        if not file_key.endswith(self._layout.suffix):
+            return None
+        parts = file_key.split("/")
+        for i in range(len(parts) - 1, -1, -1):
+            prefix = "/".join(parts[:i])
+            info = self._array_info(prefix)
+            if info is _NO_NODE:
+                continue
+            if not isinstance(info, ArrayInfo):
+                return None
+            rel = "/".join(parts[i:])
+            if not self._layout.is_shard_path(rel, info.ndim):
+                return None
+            handle = self._cache.acquire(self._path(file_key))
+            if handle is None:
+                return []
+            try:
+                names = list(handle.index)
+            finally:
+                self._cache.release(handle)
+            keys = []
+            for member in names:
+                coords = self._layout.member_coords(rel, member, info.ndim)
+                if coords is not None:
+                    chunk = info.key_of(coords)
+                    keys.append(f"{prefix}/{chunk}" if prefix else chunk)
+            return keys
+        return None
+
+    def _delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (which ends with '/' or is '')."""
+        parts = prefix.rstrip("/").split("/") if prefix else []
+        inside_array = any(
+            isinstance(self._array_info("/".join(parts[:i])), ArrayInfo) for i in range(len(parts))
+        )
+        if inside_array:  # shards hold keys of other prefixes too: delete key by key
+            for key in self.list_keys(prefix):
+                self.delete_sync(key)
+            return
+        with self._buffer_lock:
+            for key in [k for k in self._buffer if k.startswith(prefix)]:
+                self._buffer_bytes -= len(self._buffer.pop(key)[1])
+        target = self._path(prefix.rstrip("/"))
+        if not prefix:
+            for entry in os.listdir(target):
+                if entry not in BOOKKEEPING:
+                    path = os.path.join(target, entry)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        elif os.path.isdir(target):
+            shutil.rmtree(target)
+        self._arrays.clear()
+        self._cache.close_all()
+
+    def _plan(self) -> dict[tuple[str, str], list[str]]:
+        """Loose chunk keys and tombstoned keys, grouped by (array path, shard)."""
+        plan: dict[tuple[str, str], list[str]] = {}
+        for dirpath, dirnames, filenames in os.walk(self._root):
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if rel_dir == "":
+                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+            for name in filenames:
+                if name.endswith(TEMP_SUFFIX) or name in METADATA_NAMES:
+                    continue
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                key = key.removesuffix(TOMBSTONE_SUFFIX)
+                ref = self._chunk_ref(key)
+                if ref is not None:
+                    plan.setdefault((ref.prefix, ref.shard_rel), []).append(key)
+        return plan
+
