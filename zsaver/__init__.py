@@ -13,15 +13,20 @@ from zsaver import errors, stores
 from zsaver._config import from_config, register_config, to_config
 from zsaver.errors import ResumeMismatchError, TaskError, ZsaverError
 from zsaver.savers import APPROACHES, HDF5Saver, Saver, ZarrSaver
+from zsaver.tasks import ItemFailure, Task, TaskManager, TaskReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APPROACHES",
     "HDF5Saver",
+    "ItemFailure",
     "ResumeMismatchError",
     "Saver",
+    "Task",
     "TaskError",
+    "TaskManager",
+    "TaskReport",
     "ZarrSaver",
     "ZsaverError",
     "__version__",

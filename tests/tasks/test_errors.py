@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+from helpers import FlakyOnce, fails_on_multiples_of_7, read_rows, row_of, zarr_saver
+
+from zsaver import TaskError, TaskManager
+
+
+def _expected(n: int, failed: set[int]) -> np.ndarray:
+    rows = np.stack([row_of(i) for i in range(n)])
+    rows[sorted(failed)] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads", "processes"])
+def test_raise_checkpoints_every_item_before_the_failure_then_raises_with_index_and_traceback(tmp_path, executor) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    tm = TaskManager(fails_on_multiples_of_7, executor=executor, n_workers=2, batch_size=2)
+    with pytest.raises(TaskError, match="item 3 failed: ValueError: item 3 is unlucky") as info:
+        tm.submit_tasks(range(40), saver, save_interval=100, progress=False)
+    assert info.value.item_index == 3
+    assert "fails_on_multiples_of_7" in info.value.traceback_text and "Original traceback" in str(info.value)
+    assert np.array_equal(read_rows(saver), _expected(3, set()))
+    assert saver.read_record("tasks")["items_done"] == 3
+
+
+def test_task_error_survives_pickling() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(TaskError("boom", item_index=4, traceback_text="tb")))
+    assert (err.item_index, err.traceback_text) == (4, "tb")
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_skip_fills_failed_rows_and_records_failures_in_report_and_store(tmp_path, executor) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    report = TaskManager(fails_on_multiples_of_7, executor=executor, n_workers=2, batch_size=5).submit_tasks(
+        range(30), saver, save_interval=4, on_error="skip", progress=False
+    )
+    failed = {i for i in range(30) if i % 7 == 3}
+    assert {f.index for f in report.failures} == failed
+    assert all(f.exc_type == "ValueError" and "unlucky" in f.message and f.traceback for f in report.failures)
+    np.testing.assert_array_equal(read_rows(saver), _expected(30, failed))
+    record = saver.read_record("tasks")
+    assert {f["index"] for f in record["failures"]} == failed and record["complete"]
+    assert report.items_done == 30 and report.rows_saved == 30
+
+
+def test_skip_uses_the_given_fill_value(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    TaskManager(fails_on_multiples_of_7).submit_tasks(
+        range(10), saver, on_error="skip", fill_value=-5, progress=False
+    )
+    assert np.all(read_rows(saver)[3] == -5)
+
+
+def test_failure_before_any_success_gets_fill_rows_once_the_row_shape_is_known(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    TaskManager(fails_on_multiples_of_7).submit_tasks(
+        range(3, 12), saver, save_interval=1, on_error="skip", progress=False
+    )
+    expected = np.stack([row_of(i) for i in range(3, 12)])
+    expected[[0, 7]] = np.nan
+    np.testing.assert_array_equal(read_rows(saver), expected)
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_retries_give_a_transient_failure_another_chance(tmp_path, executor) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    report = TaskManager(FlakyOnce(marks), executor=executor, n_workers=2).submit_tasks(
+        range(10), retries=1, progress=False
+    )
+    assert report.failures == []
+    assert np.array_equal(np.stack(report.results), np.stack([row_of(i) for i in range(10)]))
+
+
+def test_without_retries_a_transient_failure_is_a_failure(tmp_path) -> None:
+    report = TaskManager(FlakyOnce(tmp_path)).submit_tasks(range(6), on_error="skip", progress=False)
+    assert [f.index for f in report.failures] == [1, 3, 5]
+    assert report.results[1] is None and np.array_equal(report.results[2], row_of(2))
+
+
+def test_result_of_another_shape_is_a_failure_of_that_item(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    report = TaskManager(lambda i: np.zeros(3 if i == 4 else 4), batch_size=8).submit_tasks(
+        range(8), saver, on_error="skip", progress=False
+    )
+    assert [(f.index, f.exc_type) for f in report.failures] == [(4, "ShapeMismatchError")]
+    assert np.isnan(read_rows(saver)[4]).all() and len(saver) == 8
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"save_interval": 0}, "save_interval must be a positive int; got 0"),
+        ({"on_error": "ignore"}, "on_error must be one of 'raise', 'skip'; got 'ignore'"),
+        ({"retries": -1}, "retries must be an int >= 0; got -1"),
+        ({"consolidate": "always"}, "consolidate must be 'end', a positive int or None; got 'always'"),
+        ({"rows_per_item": 0}, "rows_per_item must be a positive int or None"),
+        ({"write": "everywhere"}, "write must be one of 'driver', 'workers'"),
+        ({"write": "workers"}, "write='workers' needs a saver"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(kwargs, match) -> None:
+    calls = []
+    with pytest.raises(ValueError, match=match):
+        TaskManager(calls.append).submit_tasks(range(3), progress=False, **kwargs)
+    assert calls == []
+
+
+def test_unknown_executor_lists_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"'serial', 'threads', 'processes'.*got 'gpu'"):
+        TaskManager(abs, executor="gpu")
+    with pytest.raises(TypeError, match="got int"):
+        TaskManager(abs, executor=4)
+
+
+def test_workers_writing_into_an_overwrite_saver_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="got an 'overwrite' saver"):
+        TaskManager(row_of).submit_tasks(range(3), zarr_saver(tmp_path / "ds", "overwrite"), write="workers")
+    assert not (tmp_path / "ds").exists()

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+from helpers import read_rows, row_of, zarr_saver
+
+from zsaver import ResumeMismatchError, TaskError, TaskManager
+
+N = 50
+
+
+class StopAt:
+    """Raises at item ``stop`` (to interrupt a run) and counts the items it saw."""
+
+    def __init__(self, stop: int | None) -> None:
+        self.stop, self.seen = stop, []
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i == self.stop:
+            raise KeyboardInterrupt  # like Ctrl-C in the middle of a run
+        self.seen.append(i)
+        return row_of(i)
+
+
+def _uninterrupted(tmp_path, approach: str) -> np.ndarray:
+    saver = zarr_saver(tmp_path / "reference", approach=approach)
+    TaskManager(row_of).submit_tasks(range(N), saver, save_interval=6, progress=False)
+    return read_rows(saver)
+
+
+@pytest.mark.parametrize("approach", ["append", "update", "overwrite"])
+def test_rerun_after_interruption_processes_only_unfinished_items(tmp_path, approach) -> None:
+    saver = zarr_saver(tmp_path / "ds", approach=approach)
+    with pytest.raises(KeyboardInterrupt):
+        TaskManager(StopAt(23), batch_size=4).submit_tasks(range(N), saver, save_interval=6, progress=False)
+    done = saver.read_record("tasks")["items_done"]
+    assert 0 < done <= 23
+    task = StopAt(None)
+    report = TaskManager(task).submit_tasks(range(N), saver.clone(), save_interval=6, progress=False)
+    assert task.seen == list(range(done, N))
+    assert report.items_skipped == done and report.items_done == N - done
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, approach))
+
+
+def test_append_rows_past_the_last_record_are_overwritten_on_resume(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    with pytest.raises(KeyboardInterrupt):
+        TaskManager(StopAt(20)).submit_tasks(range(N), saver, save_interval=5, progress=False)
+    done = saver.read_record("tasks")["items_done"]
+    # What a SIGKILL between save and write_record leaves: rows the records do not vouch for.
+    saver.save(np.full((7, 4), -99, dtype=np.float32))
+    TaskManager(row_of).submit_tasks(range(N), saver, save_interval=5, progress=False)
+    assert done == 20
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, "append"))
+
+
+def test_rerun_of_a_finished_run_does_nothing(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    TaskManager(row_of).submit_tasks(range(N), saver, progress=False)
+    task = StopAt(None)
+    report = TaskManager(task).submit_tasks(range(N), saver, progress=False)
+    assert task.seen == [] and report.items_skipped == N and report.rows_saved == 0
+    assert len(saver) == N
+
+
+def test_generator_run_resumes_and_a_finished_one_knows_its_count(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    with pytest.raises(TaskError):
+        TaskManager(StopAtRaise(30)).submit_tasks((i for i in range(N)), saver, save_interval=4, progress=False)
+    TaskManager(row_of).submit_tasks((i for i in range(N)), saver, save_interval=4, progress=False)
+    np.testing.assert_array_equal(read_rows(saver), _uninterrupted(tmp_path, "append"))
+    assert saver.read_record("tasks")["n_items"] == N
+    with pytest.raises(ResumeMismatchError, match=f"for {N} items, got more"):
+        TaskManager(row_of).submit_tasks((i for i in range(N + 1)), saver, progress=False)
+
+
+class StopAtRaise:
+    def __init__(self, stop: int) -> None:
+        self.stop = stop
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i == self.stop:
+            raise RuntimeError("stop")
+        return row_of(i)
+
+
+def _interrupted(tmp_path):
+    saver = zarr_saver(tmp_path / "ds")
+    with pytest.raises(KeyboardInterrupt):
+        TaskManager(StopAt(20)).submit_tasks(range(N), saver, save_interval=5, progress=False)
+    return saver
+
+
+def test_other_item_count_against_records_is_a_clear_error_and_writes_nothing(tmp_path) -> None:
+    saver = _interrupted(tmp_path)
+    before = read_rows(saver)
+    with pytest.raises(ResumeMismatchError, match=f"for {N} items, got {N + 1} items.*resume=False"):
+        TaskManager(row_of).submit_tasks(range(N + 1), saver, progress=False)
+    np.testing.assert_array_equal(read_rows(saver), before)
+
+
+def test_other_items_of_the_same_count_are_a_clear_error(tmp_path) -> None:
+    saver = _interrupted(tmp_path)
+    with pytest.raises(ResumeMismatchError, match="first 20 items differ"):
+        TaskManager(row_of).submit_tasks(range(1, N + 1), saver, progress=False)
+    assert len(saver) == 20
+
+
+def test_resume_false_starts_over_after_the_existing_rows(tmp_path) -> None:
+    saver = _interrupted(tmp_path)
+    report = TaskManager(row_of).submit_tasks(range(1, N + 1), saver, resume=False, progress=False)
+    assert report.items_skipped == 0 and len(saver) == 20 + N
+    assert saver.read_record("tasks")["row_base"] == 20
+
+
+def test_update_resume_with_different_rows_per_item_is_refused(tmp_path) -> None:
+    saver = _interrupted(tmp_path)
+    with pytest.raises(ResumeMismatchError, match="rows_per_item"):
+        TaskManager(row_of).submit_tasks(range(N), saver, rows_per_item=1, progress=False)
+
+
+def _two_rows(i: int) -> np.ndarray:
+    if i == StopTwoRows.stop:
+        raise KeyboardInterrupt
+    return np.array([[i, 0], [i, 1]], dtype=np.int64)
+
+
+class StopTwoRows:
+    stop: int | None = None
+
+
+@pytest.mark.parametrize("approach", ["append", "update"])
+def test_items_of_k_rows_resume_at_row_i_times_k(tmp_path, approach) -> None:
+    saver = zarr_saver(tmp_path / "ds", approach)
+    StopTwoRows.stop = 17
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            TaskManager(_two_rows).submit_tasks(range(30), saver, save_interval=4, rows_per_item=2, progress=False)
+    finally:
+        StopTwoRows.stop = None
+    assert 0 < saver.read_record("tasks")["items_done"] <= 17
+    TaskManager(_two_rows).submit_tasks(range(30), saver, save_interval=4, rows_per_item=2, progress=False)
+    data = read_rows(saver)
+    assert np.array_equal(data[:, 0], np.repeat(np.arange(30), 2)) and np.array_equal(data[:, 1], np.tile([0, 1], 30))

@@ -1,0 +1,240 @@
+"""Worker side of a run: process one batch of items, capture failures, stack the rows.
+
+A batch travels to a worker as ``(job, start, items)``; only a
+:class:`BatchOutcome` (stacked result rows, or nothing when the worker wrote
+them itself) travels back. Everything here must be importable and picklable in
+a worker process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.util
+import os
+import pickle
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zsaver.errors import ShapeMismatchError
+from zsaver.tasks._report import ItemFailure
+from zsaver.tasks._task import FunctionTask, Task
+
+
+@dataclass
+class BatchJob:
+    """What every batch of one run shares (sent along with each batch)."""
+
+    task: Task
+    #: Unique per run: workers set a task up once per token.
+    token: str
+    task_kwargs: dict[str, Any]
+    retries: int
+    vectorised: bool
+    #: None: each result is one row; k: each result holds k rows.
+    rows_per_item: int | None
+    #: False when there is no saver: results come back as they are, unstacked.
+    stack: bool
+    driver_pid: int
+
+
+@dataclass
+class WorkerWrite:
+    """Where a worker writes its rows itself (``write="workers"``)."""
+
+    saver_bytes: bytes  # a pickled ``saver.clone(approach="update")``
+    row_base: int
+    row_shape: tuple[int, ...]
+    dtype: str
+    fill_value: Any
+    row_chunk: int
+
+
+@dataclass
+class BatchOutcome:
+    start: int
+    count: int
+    #: Stacked rows of the items that succeeded (``stack``), a list of results
+    #: with None for failures (no ``stack``), or None if all failed or the worker wrote them.
+    data: Any = None
+    #: None when every item succeeded, else a bool per item.
+    ok: np.ndarray | None = None
+    failures: list[ItemFailure] = field(default_factory=list)
+    row_shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    rows_written: int = 0
+
+
+# Tasks already set up in this process, by run token.
+_ready_tasks: dict[str, Task] = {}
+_ready_guard = threading.Lock()
+
+
+def _ready_task(job: BatchJob) -> Task:
+    task = _ready_tasks.get(job.token)
+    if task is not None:
+        return task
+    with _ready_guard:
+        task = _ready_tasks.get(job.token)
+        if task is None:
+            task = job.task
+            task.setup()
+            _ready_tasks[job.token] = task
+            if os.getpid() != job.driver_pid:
+                # Worker processes end through multiprocessing's exit path, which
+                # runs Finalize callbacks but not necessarily atexit handlers.
+                multiprocessing.util.Finalize(None, task.teardown, exitpriority=10)
+    return task
+
+
+def release_task(token: str) -> None:
+    """Tear down the task of run ``token`` if it was set up in this process."""
+    with _ready_guard:
+        task = _ready_tasks.pop(token, None)
+    if task is not None:
+        task.teardown()
+
+
+def _failure(index: int, exc: BaseException) -> ItemFailure:
+    text = "".join(traceback.format_exception(exc))
+    return ItemFailure(index, type(exc).__name__, str(exc), text)
+
+
+def _call_items(task: Task, job: BatchJob, start: int, items: Sequence[Any]) -> tuple[list[Any], dict[int, ItemFailure]]:
+    """Results per item (None where failed) and failures by position in the batch."""
+    kwargs = job.task_kwargs
+    if job.vectorised:
+        try:
+            results = list(task.process_items(items, **kwargs))
+            if len(results) != len(items):
+                raise ShapeMismatchError(
+                    f"process_items returned {len(results)} results for {len(items)} items"
+                )
+            return results, {}
+        except Exception:
+            pass  # find the failing items one by one below
+    fn = task.fn if isinstance(task, FunctionTask) else task.process_item
+    results: list[Any] = []
+    failed: dict[int, ItemFailure] = {}
+    append = results.append
+    for pos, item in enumerate(items):
+        try:
+            append(fn(item, **kwargs) if kwargs else fn(item))
+        except Exception as first:
+            value, exc = _retry(fn, item, kwargs, job.retries, first)
+            append(value)
+            if exc is not None:
+                failed[pos] = _failure(start + pos, exc)
+    return results, failed
+
+
+def _retry(fn: Any, item: Any, kwargs: dict[str, Any], retries: int, exc: Exception) -> tuple[Any, Exception | None]:
+    for _ in range(retries):
+        try:
+            return fn(item, **kwargs), None
+        except Exception as again:
+            exc = again
+    return None, exc
+
+
+def _stack(results: list[Any], positions: list[int], start: int, k: int | None,
+           failed: dict[int, ItemFailure]) -> np.ndarray | None:
+    """Rows of the successful results, one array; results of another shape become failures."""
+    if not positions:
+        return None
+    try:
+        arr = np.asarray([results[p] for p in positions] if len(positions) != len(results) else results)
+        if arr.dtype == object:
+            raise ValueError("ragged")
+    except ValueError:
+        arrays = [np.asarray(results[p]) for p in positions]
+        ref = arrays[0].shape
+        keep = []
+        for p, a in zip(positions, arrays, strict=True):
+            if a.shape == ref:
+                keep.append(a)
+            else:
+                failed[p] = ItemFailure(start + p, "ShapeMismatchError",
+                                        f"result of shape {a.shape}, expected {ref} like the batch's first")
+        positions[:] = [p for p in positions if p not in failed]
+        arr = np.stack(keep)
+    if k is not None:
+        if arr.ndim < 2 or arr.shape[1] != k:
+            for p in positions:
+                failed[p] = ItemFailure(start + p, "ShapeMismatchError",
+                                        f"rows_per_item={k} but a result has shape {arr.shape[1:]}")
+            positions.clear()
+            return None
+        arr = arr.reshape((arr.shape[0] * k, *arr.shape[2:]))
+    return arr
+
+
+def default_fill(dtype: np.dtype) -> Any:
+    """The value of the rows of a skipped item: NaN for floats, 0 / False / "" otherwise."""
+    if dtype.kind in "fc":
+        return np.nan
+    if dtype.kind in "US":
+        return ""
+    if dtype.kind == "M":
+        return np.datetime64("NaT")
+    if dtype.kind == "m":
+        return np.timedelta64("NaT")
+    return 0
+
+
+def expand_rows(outcome: BatchOutcome, k: int, row_shape: tuple[int, ...], dtype: np.dtype,
+                fill_value: Any) -> np.ndarray:
+    """All ``count * k`` rows of a batch, fill rows standing in for failed items."""
+    if outcome.ok is None and outcome.data is not None:
+        return outcome.data
+    fill = default_fill(dtype) if fill_value is None else fill_value
+    rows = np.full((outcome.count * k, *row_shape), fill, dtype=dtype)
+    if outcome.data is not None and outcome.ok is not None:
+        rows[np.repeat(outcome.ok, k)] = outcome.data
+    return rows
+
+
+def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrite | None = None) -> BatchOutcome:
+    """Process items ``start .. start+len(items)`` and return (or write) their rows."""
+    task = _ready_task(job)
+    results, failed = _call_items(task, job, start, items)
+    out = BatchOutcome(start, len(items))
+    if not job.stack:
+        out.data = results
+    else:
+        positions = [p for p in range(len(items)) if p not in failed] if failed else list(range(len(items)))
+        data = _stack(results, positions, start, job.rows_per_item, failed)
+        out.data = data
+        if data is not None:
+            out.row_shape, out.dtype = tuple(data.shape[1:]), data.dtype.str
+    if failed:
+        ok = np.ones(len(items), dtype=bool)
+        ok[list(failed)] = False
+        out.ok = ok
+        out.failures = [failed[p] for p in sorted(failed)]
+    if write is not None:
+        _write_rows(out, job, write)
+    return out
+
+
+def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
+    k = job.rows_per_item or 1
+    dtype = np.dtype(write.dtype)
+    if out.row_shape is not None and out.row_shape != write.row_shape:
+        raise ShapeMismatchError(f"rows of shape {out.row_shape}, the dataset has {write.row_shape}")
+    rows = expand_rows(out, k, write.row_shape, dtype, write.fill_value)
+    first = write.row_base + out.start * k
+    saver = pickle.loads(write.saver_bytes)
+    try:
+        saver.save(rows, indices=slice(first, first + len(rows)))
+        saver.flush()  # durable before the driver may record it as done
+    finally:
+        saver.close()
+    out.rows_written = len(rows)
+    out.data = None
+
+
+__all__ = ["BatchJob", "BatchOutcome", "WorkerWrite", "default_fill", "expand_rows", "release_task", "run_batch"]

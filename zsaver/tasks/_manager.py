@@ -1,0 +1,565 @@
+"""TaskManager: run a Task over items in batches and checkpoint the results, in item order, through a Saver."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import itertools
+import math
+import os
+import pickle
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from zsaver.errors import ResumeMismatchError, TaskError
+from zsaver.savers.base import Saver, normalize_approach
+from zsaver.tasks._batch import (
+    BatchJob,
+    BatchOutcome,
+    WorkerWrite,
+    expand_rows,
+    release_task,
+    run_batch,
+)
+from zsaver.tasks._executors import ExecutorHandle, validate_executor
+from zsaver.tasks._ordering import ReorderBuffer
+from zsaver.tasks._progress import CompletionRecord, ItemFingerprint
+from zsaver.tasks._report import ItemFailure, TaskReport
+from zsaver.tasks._task import Task, as_task, is_vectorised
+from zsaver.tasks._writer import RowWriter, concat_rows, positions_of, saver_length
+
+ON_ERROR = ("raise", "skip")
+WRITE_MODES = ("driver", "workers")
+
+
+class WorkerDiedError(RuntimeError):
+    """Stands for a worker process that died while processing an item (in failures)."""
+
+
+@dataclass
+class _Batch:
+    start: int
+    items: list[Any]
+    #: Runs alone after a worker death, to find the item that kills workers.
+    isolated: bool = False
+    deaths: int = 0
+
+
+class TaskManager:
+    """Run a :class:`Task` (or a plain function) over many items and save the results.
+
+    Args:
+        task: a Task instance or subclass, or a function ``fn(item, **kwargs)``.
+        executor: ``"serial"``, ``"threads"``, ``"processes"``, any
+            :class:`concurrent.futures.Executor`, or a ``dask.distributed.Client``.
+        n_workers: workers for ``"threads"`` / ``"processes"`` (default: CPU count).
+        batch_size: items sent to a worker at once (default: chosen from
+            ``save_interval``, the item count and the workers).
+
+    Example:
+        >>> tm = TaskManager(lambda x: x * x)
+        >>> tm.submit_tasks(range(4), progress=False).results
+        [0, 1, 4, 9]
+    """
+
+    def __init__(
+        self,
+        task: Task | type[Task] | Callable[..., Any],
+        *,
+        executor: Any = "serial",
+        n_workers: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.task = as_task(task)
+        if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
+        self.executor = executor
+        self.n_workers = n_workers
+        self.batch_size = batch_size
+        validate_executor(executor, n_workers)  # fail now, not at the first submit_tasks
+
+    def submit_tasks(
+        self,
+        items: Iterable[Any],
+        saver: Saver | None = None,
+        save_interval: int = 100,
+        resume: bool = True,
+        on_error: str = "raise",
+        retries: int = 0,
+        progress: bool = True,
+        consolidate: str | int | None = "end",
+        task_kwargs: dict[str, Any] | None = None,
+        *,
+        rows_per_item: int | None = None,
+        fill_value: Any = None,
+        write: str = "driver",
+        record_name: str = "tasks",
+        max_in_flight: int | None = None,
+    ) -> TaskReport:
+        """Process ``items`` and persist item i's rows at row i (times ``rows_per_item``).
+
+        Returns a :class:`TaskReport`. Raises :class:`~zsaver.errors.TaskError`
+        (``on_error="raise"``) after checkpointing every result before the
+        failing item, and :class:`~zsaver.errors.ResumeMismatchError` when the
+        saver's completion records belong to other items (unless ``resume=False``).
+
+        ``rows_per_item=None`` means each result is one row; an int k means each
+        result holds k rows. A skipped item's rows hold ``fill_value`` (default:
+        NaN for floats, 0 for ints, "" for strings) and the failure is recorded.
+        ``write="workers"`` makes each worker write its rows itself (needs
+        ``saver.clone`` and ``saver.row_chunk``). ``max_in_flight`` bounds the
+        batches submitted and not yet saved (default: 2 per worker + 1).
+        """
+        if not _is_int(save_interval) or save_interval < 1:
+            raise ValueError(f"save_interval must be a positive int; got {save_interval!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {', '.join(map(repr, ON_ERROR))}; got {on_error!r}")
+        if not _is_int(retries) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0; got {retries!r}")
+        if not (consolidate is None or consolidate == "end" or (_is_int(consolidate) and consolidate >= 1)):
+            raise ValueError(f"consolidate must be 'end', a positive int or None; got {consolidate!r}")
+        if rows_per_item is not None and (not _is_int(rows_per_item) or rows_per_item < 1):
+            raise ValueError(f"rows_per_item must be a positive int or None; got {rows_per_item!r}")
+        if write not in WRITE_MODES:
+            raise ValueError(f"write must be one of {', '.join(map(repr, WRITE_MODES))}; got {write!r}")
+        if max_in_flight is not None and (not _is_int(max_in_flight) or max_in_flight < 1):
+            raise ValueError(f"max_in_flight must be a positive int or None; got {max_in_flight!r}")
+        if task_kwargs is not None and not isinstance(task_kwargs, dict):
+            raise TypeError(f"task_kwargs must be a dict or None; got {type(task_kwargs).__name__}")
+        if saver is not None and not isinstance(saver, Saver):
+            raise TypeError(f"saver must be a zsaver.Saver or None; got {type(saver).__name__}")
+        if write == "workers" and saver is None:
+            raise ValueError("write='workers' needs a saver")
+        if write == "workers" and normalize_approach(getattr(saver, "approach", "append")) == "overwrite":
+            raise ValueError(
+                "write='workers' writes rows at their indices into the existing dataset; "
+                "got an 'overwrite' saver (use 'append' or 'update')"
+            )
+        run = _Run(self, items, saver, save_interval, resume, on_error, retries, progress, consolidate,
+                   dict(task_kwargs or {}), rows_per_item, fill_value, write, record_name, max_in_flight)
+        return run.execute()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+class _Run:
+    """The state of one ``submit_tasks`` call."""
+
+    def __init__(self, manager: TaskManager, items: Iterable[Any], saver: Saver | None, save_interval: int,
+                 resume: bool, on_error: str, retries: int, progress: bool, consolidate: str | int | None,
+                 task_kwargs: dict[str, Any], rows_per_item: int | None, fill_value: Any, write: str,
+                 record_name: str, max_in_flight: int | None) -> None:
+        self.manager, self.saver = manager, saver
+        self.save_interval, self.resume, self.on_error = save_interval, resume, on_error
+        self.retries, self.progress, self.consolidate = retries, progress, consolidate
+        self.k = rows_per_item or 1
+        self.rows_per_item, self.fill_value, self.write_mode = rows_per_item, fill_value, write
+        self.record_name, self.max_in_flight = record_name, max_in_flight
+        try:
+            self.n_items: int | None = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            self.n_items = None
+        self.items: Iterator[Any] = iter(items)
+        self.task_kwargs = task_kwargs
+        self.report = TaskReport()
+        self.approach = normalize_approach(getattr(saver, "approach", "append")) if saver is not None else "append"
+        self.records = saver is not None and saver.supports_records
+        self.record: CompletionRecord | None = None
+        self.fingerprint = ItemFingerprint()
+        self.row_shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
+        # Batches released in order and not yet written: (first_row, outcome).
+        self.pending: list[tuple[int, Any]] = []
+        self.pending_items = 0
+        self.committed = 0  # items released in order (the next checkpoint covers them)
+        self.results: list[Any] | None = [] if saver is None else None
+        self.first_failure: ItemFailure | None = None
+        self.checkpoints = 0
+        self.worker_write: WorkerWrite | None = None
+        self.reserved = 0  # rows reserved for workers that write themselves
+
+    # --- set-up -------------------------------------------------------------
+
+    def _open_records(self) -> int:
+        """Read (or start) the completion record; skip and verify finished items. Returns the first item to do."""
+        saver = self.saver
+        if saver is None:
+            return 0
+        existing = saver.read_record(self.record_name) if self.records and self.resume else None
+        if existing is not None:
+            record = CompletionRecord.model_validate(existing)
+            record.check_compatible(self.n_items, self.rows_per_item)
+            # Verify the already-done prefix before the first byte is written.
+            todo = record.items_done
+            while todo:
+                chunk = list(itertools.islice(self.items, min(todo, 65536)))
+                if not chunk:
+                    break
+                self.fingerprint.update(chunk)
+                todo -= len(chunk)
+            record.check_prefix(self.fingerprint)
+            if self.n_items is None:
+                self.n_items = record.n_items  # a finished generator run knows its count
+            if record.row_shape is not None:
+                self.row_shape, self.dtype = tuple(record.row_shape), np.dtype(record.dtype)
+            self.record = record
+        elif self.records:
+            if self.approach == "append":
+                base = saver_length(saver) or 0
+            else:
+                base = 0  # update writes at the item's index; overwrite starts a new dataset
+            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item)
+            # Durable before any row is written, so a crash cannot shift row_base.
+            saver.write_record(self.record_name, self.record.model_dump(mode="json"))
+        else:
+            base = saver_length(saver) or 0 if self.approach == "append" else 0
+            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item)
+        self.committed = self.record.items_done
+        return self.record.items_done
+
+    def _make_writer(self) -> RowWriter | None:
+        saver = self.saver
+        if saver is None:
+            return None
+        total = None if self.n_items is None else self.record.row_base + self.n_items * self.k  # type: ignore[union-attr]
+        if self.write_mode == "workers":
+            return RowWriter(saver.clone(approach="update"), "update", total)
+        if self.approach == "overwrite" and self.record is not None and self.record.items_done > 0:
+            # Resuming: overwriting would discard the rows the records vouch for.
+            return RowWriter(saver.clone(approach="append"), "append", total)
+        return RowWriter(saver, self.approach, total)
+
+    def _default_batch_size(self, n_workers: int, first: int) -> int:
+        if self.manager.batch_size is not None:
+            size = self.manager.batch_size
+        elif n_workers == 1:
+            size = min(self.save_interval, 4096)
+        else:
+            size = max(1, self.save_interval // n_workers)
+            if self.n_items is not None:
+                size = min(size, max(1, math.ceil((self.n_items - first) / (4 * n_workers))))
+            size = min(size, 4096)
+        return size
+
+    def _batches(self, first: int, size: int) -> Iterator[_Batch]:
+        start = first
+        while True:
+            if self.n_items is not None and start >= self.n_items and self.record is not None \
+                    and self.record.n_items is not None:
+                # A generator resumed against a finished record must end where it ended.
+                extra = list(itertools.islice(self.items, 1))
+                if extra:
+                    raise ResumeMismatchError(
+                        f"completion records are for {self.n_items} items, got more; pass resume=False"
+                    )
+                return
+            n = size
+            if self.worker_write is not None:
+                # Workers write whole chunks only: batches start and end on chunk boundaries.
+                chunk = self.worker_write.row_chunk
+                step = _aligned_step(chunk, self.k)
+                lead = _items_to_boundary(self.record.row_base + start * self.k, self.k, chunk)  # type: ignore[union-attr]
+                n = lead or max(step, size // step * step)
+            items = list(itertools.islice(self.items, n))
+            if not items:
+                return
+            yield _Batch(start, items)
+            start += len(items)
+
+    # --- the loop -------------------------------------------------------------
+
+    def execute(self) -> TaskReport:
+        t0 = time.perf_counter()
+        handle = ExecutorHandle(self.manager.executor, self.manager.n_workers)
+        token = uuid.uuid4().hex
+        session = contextlib.ExitStack()
+        failed = True
+        try:
+            first = self._open_records()
+            self.report.items_skipped = first
+            if self.saver is not None:
+                # One saver session for the run: staged rows are written at checkpoints,
+                # and an "overwrite" saver replaces the dataset once, not at every save.
+                session.enter_context(self.saver)
+            self.writer = self._make_writer()
+            self.job = BatchJob(
+                task=self.manager.task, token=token, task_kwargs=self.task_kwargs, retries=self.retries,
+                vectorised=is_vectorised(self.manager.task), rows_per_item=self.rows_per_item,
+                stack=self.saver is not None, driver_pid=os.getpid(),
+            )
+            self.bar = tqdm(total=self.n_items, initial=first, unit="item", file=sys.stderr,
+                            disable=not self.progress, dynamic_ncols=True, leave=self.progress)
+            try:
+                self._loop(handle, first)
+            except BaseException:
+                # Keep what is finished and in order (e.g. on KeyboardInterrupt), then re-raise.
+                self._checkpoint_safely()
+                raise
+            finally:
+                self.bar.close()
+            failed = False
+            self._finish()
+        finally:
+            handle.shutdown(cancel=failed)
+            if handle.in_process:
+                release_task(token)
+            if getattr(self, "writer", None) is not None:
+                self.writer.close()  # type: ignore[union-attr]
+            session.close()
+            self.report.elapsed_seconds = time.perf_counter() - t0
+        return self.report
+
+    def _loop(self, handle: ExecutorHandle, first: int) -> None:
+        window = self.max_in_flight or (1 if handle.n_workers == 1 else 2 * handle.n_workers + 1)
+        batches = self._batches(first, self._default_batch_size(handle.n_workers, first))
+        self.reorder: ReorderBuffer[tuple[_Batch, BatchOutcome]] = ReorderBuffer(first)
+        in_flight: dict[cf.Future, _Batch] = {}
+        suspects: deque[_Batch] = deque()  # batches that were running when a worker died
+        exhausted = False
+        while True:
+            if suspects:
+                if not in_flight:  # one at a time, so a death points at one batch
+                    batch = suspects.popleft()
+                    in_flight[self._submit(handle, batch)] = batch
+            else:
+                while (self.first_failure is None and not exhausted
+                       and len(in_flight) + len(self.reorder) < window):
+                    if self.write_mode == "workers" and self.worker_write is None:
+                        if self.row_shape is not None:
+                            self._worker_write()  # creates the dataset: chunk rows are known now
+                        elif in_flight:
+                            break  # the driver writes batches itself until it knows the row shape
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    in_flight[self._submit(handle, batch)] = batch
+            if not in_flight:
+                break
+            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                batch = in_flight.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:
+                    if not handle.is_worker_death(exc):
+                        raise
+                    handle.recover()
+                    self._after_death(batch, exc, suspects)
+                    continue
+                self._accept(batch, outcome)
+            self._release_ready()
+        if self.first_failure is None and self.n_items is not None and self.reorder.next_start < self.n_items:
+            raise ResumeMismatchError(
+                f"completion records are for {self.n_items} items, the items ended after "
+                f"{self.reorder.next_start}; pass resume=False"
+            )
+
+    def _submit(self, handle: ExecutorHandle, batch: _Batch) -> cf.Future:
+        if self.worker_write is not None:
+            write = self.worker_write
+            self._reserve(write.row_base + (batch.start + len(batch.items)) * self.k)
+            return handle.submit(run_batch, self.job, batch.start, batch.items, write)
+        return handle.submit(run_batch, self.job, batch.start, batch.items)
+
+    def _reserve(self, end_row: int) -> None:
+        """Grow the dataset before workers write up to ``end_row`` (all rows at once when the count is known)."""
+        if end_row <= self.reserved:
+            return
+        if self.n_items is not None:
+            end_row = max(end_row, self.record.row_base + self.n_items * self.k)  # type: ignore[union-attr]
+        self.writer.saver.reserve(end_row, self.row_shape, self.dtype)  # type: ignore[union-attr, arg-type]
+        self.writer.flush()  # type: ignore[union-attr]  # workers open the dataset afresh and must see it
+        self.reserved = end_row
+
+    def _worker_write(self) -> WorkerWrite:
+        if self.worker_write is None:
+            assert self.row_shape is not None and self.dtype is not None and self.record is not None
+            self._reserve(self.record.row_base + max(self.committed, 1) * self.k)
+            row_chunk = self.writer.saver.row_chunk  # type: ignore[union-attr]
+            if not row_chunk:
+                raise ValueError(
+                    f"write='workers' needs a saver that reports row_chunk; {type(self.saver).__name__} does not"
+                )
+            self.worker_write = WorkerWrite(
+                saver_bytes=pickle.dumps(self.saver.clone(approach="update")),  # type: ignore[union-attr]
+                row_base=self.record.row_base, row_shape=self.row_shape, dtype=self.dtype.str,
+                fill_value=self.fill_value, row_chunk=int(row_chunk),
+            )
+        return self.worker_write
+
+    def _after_death(self, batch: _Batch, exc: BaseException, suspects: deque[_Batch]) -> None:
+        """A worker died: rerun the batch alone; halve a batch that kills alone; fail a lone item."""
+        if not batch.isolated:
+            suspects.append(_Batch(batch.start, batch.items, isolated=True))
+        elif len(batch.items) > 1:
+            half = len(batch.items) // 2
+            suspects.appendleft(_Batch(batch.start + half, batch.items[half:], isolated=True))
+            suspects.appendleft(_Batch(batch.start, batch.items[:half], isolated=True))
+        elif batch.deaths < self.retries:
+            suspects.appendleft(_Batch(batch.start, batch.items, isolated=True, deaths=batch.deaths + 1))
+        else:
+            failure = ItemFailure(batch.start, WorkerDiedError.__name__,
+                                  f"the worker process died while processing item {batch.start} "
+                                  f"({type(exc).__name__}: {exc})")
+            outcome = BatchOutcome(batch.start, 1, ok=np.zeros(1, dtype=bool), failures=[failure])
+            if self.saver is None:
+                outcome.data = [None]
+            self._accept(batch, outcome)
+
+    def _accept(self, batch: _Batch, outcome: BatchOutcome) -> None:
+        self.bar.update(outcome.count)
+        if outcome.row_shape is not None and self.saver is not None:
+            if self.row_shape is None:
+                self.row_shape, self.dtype = outcome.row_shape, np.dtype(outcome.dtype)
+                self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
+            elif outcome.row_shape != self.row_shape:
+                outcome = _all_failed(outcome, f"result rows of shape {outcome.row_shape}, "
+                                               f"the dataset's rows have shape {self.row_shape}")
+        if outcome.failures:
+            if self.on_error == "raise":
+                first = outcome.failures[0]
+                if self.first_failure is None or first.index < self.first_failure.index:
+                    self.first_failure = first
+            self.bar.set_postfix(failed=len(self.report.failures) + len(outcome.failures), refresh=False)
+        self.reorder.put(outcome.start, outcome.count, (batch, outcome))
+
+    def _release_ready(self) -> None:
+        for batch, outcome in self.reorder.pop_ready():
+            if self.first_failure is not None and outcome.start + outcome.count > self.first_failure.index:
+                self._release(batch, outcome, upto=self.first_failure.index - outcome.start)
+                break
+            self._release(batch, outcome, upto=outcome.count)
+            if self.pending_items >= self.save_interval:
+                self._checkpoint()
+
+    def _release(self, batch: _Batch, outcome: BatchOutcome, upto: int) -> None:
+        """Append the first ``upto`` items of a batch, in order, to what the next checkpoint saves."""
+        if upto <= 0:
+            return
+        if upto < outcome.count:
+            outcome = _head(outcome, upto, self.k)
+        self.fingerprint.update(batch.items[:upto])
+        if self.saver is None:
+            self.results.extend(outcome.data)  # type: ignore[union-attr]
+        elif outcome.rows_written:
+            self.report.rows_saved += outcome.rows_written
+            self.report.rows_saved_by_workers += outcome.rows_written
+        else:
+            first_row = self.record.row_base + outcome.start * self.k  # type: ignore[union-attr]
+            self.pending.append((first_row, outcome))
+            if self.write_mode == "workers":
+                self._write_pending()  # now, before any worker writes next to these rows
+        self.report.failures.extend(outcome.failures)
+        if self.record is not None:
+            self.record.failures.extend(f.to_record() for f in outcome.failures)
+        self.report.items_done += upto
+        self.committed = outcome.start + upto
+        self.pending_items += upto
+
+    def _checkpoint(self) -> None:
+        """Save the released rows, flush, then record them as done (in this order, for crash safety)."""
+        if self.saver is None or self.record is None or self.committed == self.record.items_done:
+            self.pending_items = 0
+            return
+        if self.pending:
+            if self.row_shape is None:
+                return  # only failures so far: their fill rows need a row shape; wait
+            self._write_pending()
+        self.writer.flush()  # type: ignore[union-attr]
+        self.record.items_done = self.committed
+        self.record.prefix_fingerprint = self.fingerprint.hexdigest()
+        if self.records:
+            self.saver.write_record(self.record_name, self.record.model_dump(mode="json"))
+        self.pending_items = 0
+        self.checkpoints += 1
+        if _is_int(self.consolidate) and self.checkpoints % self.consolidate == 0:  # type: ignore[operator]
+            self.saver.consolidate()
+            self.report.consolidations += 1
+
+    def _write_pending(self) -> None:
+        if self.row_shape is None or not self.pending:
+            return
+        firsts, parts = [], []
+        for first_row, outcome in self.pending:
+            firsts.append(first_row)
+            parts.append(expand_rows(outcome, self.k, self.row_shape, self.dtype, self.fill_value))
+        for first_row, run in positions_of(firsts, parts):
+            rows = concat_rows(run)
+            self.writer.write(first_row, rows)  # type: ignore[union-attr]
+            self.report.rows_saved += len(rows)
+        self.pending.clear()
+        if self.write_mode == "workers":
+            self.writer.flush()  # type: ignore[union-attr]
+
+    def _checkpoint_safely(self) -> None:
+        try:
+            self._release_ready()
+            self._checkpoint()
+        except Exception:
+            pass  # the original error matters more; the records still describe durable data
+
+    def _finish(self) -> None:
+        self._checkpoint()
+        failure = self.first_failure
+        if failure is not None:
+            raise TaskError(
+                f"item {failure.index} failed: {failure.exc_type}: {failure.message}",
+                item_index=failure.index, traceback_text=failure.traceback,
+            )
+        if self.record is not None and self.saver is not None:
+            self.record.n_items = self.committed
+            self.record.complete = True
+            if self.records:
+                self.saver.write_record(self.record_name, self.record.model_dump(mode="json"))
+            if self.consolidate is not None:
+                self.saver.consolidate()
+                self.report.consolidations += 1
+        self.report.results = self.results
+
+
+def _head(outcome: BatchOutcome, n: int, k: int) -> BatchOutcome:
+    """The first ``n`` items of a batch outcome."""
+    ok = None if outcome.ok is None else outcome.ok[:n]
+    data = outcome.data
+    if isinstance(data, list):
+        data = data[:n]
+    elif data is not None:
+        kept = n if outcome.ok is None else int(outcome.ok[:n].sum())
+        data = data[: kept * k]
+    failures = [f for f in outcome.failures if f.index < outcome.start + n]
+    return BatchOutcome(outcome.start, n, data, ok, failures, outcome.row_shape, outcome.dtype)
+
+
+def _all_failed(outcome: BatchOutcome, message: str) -> BatchOutcome:
+    failures = [ItemFailure(outcome.start + i, "ShapeMismatchError", message) for i in range(outcome.count)]
+    return BatchOutcome(outcome.start, outcome.count, None, np.zeros(outcome.count, dtype=bool), failures)
+
+
+def _aligned_step(row_chunk: int, k: int) -> int:
+    """Fewest items whose rows fill whole chunks."""
+    return math.lcm(row_chunk, k) // k
+
+
+def _items_to_boundary(row: int, k: int, row_chunk: int) -> int:
+    """Items to take from ``row`` on so that the next batch starts on a chunk boundary."""
+    for n in range(_aligned_step(row_chunk, k)):
+        if (row + n * k) % row_chunk == 0:
+            return n
+    raise ValueError(
+        f"rows_per_item={k} never brings row {row} onto a boundary of {row_chunk}-row chunks; "
+        "use write='driver'"
+    )
+
+
+__all__ = ["ON_ERROR", "WRITE_MODES", "TaskManager", "WorkerDiedError"]
