@@ -12,6 +12,7 @@ import pytest
 import zarr
 
 from zsaver.cli import main
+from zsaver.stores import H5ShardStore, ZipShardStore, open_store
 
 
 @pytest.fixture
@@ -47,12 +48,19 @@ def test_verify_passes_on_a_sound_store(plain_store: Path, capsys) -> None:
     assert report["ok"] and report["chunks_checked"] == 13 and report["failed"] == []
 
 
+def test_verify_fails_on_a_missing_chunk_unless_allowed(plain_store: Path, capsys) -> None:
+    (plain_store / "runs" / "a" / "c" / "2" / "0").unlink()
+    assert main(["verify", str(plain_store)]) == 1
+    assert "MISSING runs/a/c/2/0" in capsys.readouterr().out
+    assert main(["verify", "--allow-missing", str(plain_store)]) == 0
+
+
 def test_verify_names_a_truncated_chunk_and_exits_1(plain_store: Path, capsys) -> None:
     chunk = plain_store / "runs" / "a" / "c" / "4" / "0"
     chunk.write_bytes(chunk.read_bytes()[:5])
     assert main(["verify", str(plain_store)]) == 1
     out = capsys.readouterr().out
-    assert "FAILED runs/a/c/4/0" in out
+    assert "FAILED  runs/a/c/4/0" in out
 
 
 @pytest.mark.parametrize("make", ["missing", "not_zarr", "plain_file"])
@@ -70,3 +78,73 @@ def test_bad_paths_give_one_line_errors_not_tracebacks(tmp_path: Path, make: str
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("zsaver info: error:")
+
+
+# --- shard stores ----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["h5", "zip"])
+def shard_store(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A shard store with 20 chunks of 10 rows: 4 chunks per shard, all loose."""
+    root = tmp_path / f"results-{request.param}"
+    cls = H5ShardStore if request.param == "h5" else ZipShardStore
+    store = cls(root, chunks_per_shard=(4,))
+    arr = zarr.create_array(store, name="x", shape=(200, 3), chunks=(10, 3), dtype="f8")
+    arr[:] = np.arange(600, dtype="f8").reshape(200, 3)
+    store.close()
+    return root
+
+
+def _expected() -> np.ndarray:
+    return np.arange(600, dtype="f8").reshape(200, 3)
+
+
+def test_consolidate_packs_loose_chunks_and_info_counts_them(shard_store: Path, capsys) -> None:
+    assert main(["info", "--json", str(shard_store)]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["arrays"][0]["chunks_loose"] == 20 and before["arrays"][0]["chunks_in_shards"] == 0
+
+    assert main(["consolidate", "--json", str(shard_store)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shards_rewritten"] == 5
+    assert summary["files_after"] < summary["files_before"]
+
+    assert main(["info", "--json", str(shard_store)]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["arrays"][0]["chunks_loose"] == 0 and after["arrays"][0]["chunks_in_shards"] == 20
+    assert after["arrays"][0]["chunks_stored"] == 20
+    np.testing.assert_array_equal(zarr.open_array(open_store(shard_store), path="x")[:], _expected())
+    assert main(["verify", str(shard_store)]) == 0
+
+
+def test_convert_plain_to_shards_and_back_keeps_the_data(plain_store: Path, capsys) -> None:
+    before = zarr.open_array(plain_store, path="runs/a")[:]
+    for target, cls in [("h5", H5ShardStore), ("zip", ZipShardStore), ("plain", zarr.storage.LocalStore)]:
+        assert main(["convert", "--no-progress", str(plain_store), "--to", target]) == 0
+        assert f"converted {plain_store} to {target}" in capsys.readouterr().out
+        store = open_store(plain_store)
+        assert isinstance(store, cls)
+        np.testing.assert_array_equal(zarr.open_array(store, path="runs/a")[:], before)
+        assert main(["verify", str(plain_store)]) == 0
+        capsys.readouterr()
+
+
+def test_verify_reports_a_missing_shard(shard_store: Path, capsys) -> None:
+    assert main(["consolidate", "--no-progress", str(shard_store)]) == 0
+    capsys.readouterr()
+    shard = sorted(p for p in (shard_store / "x").iterdir() if p.name.startswith("shard-"))[1]
+    shard.unlink()
+    assert main(["verify", "--json", str(shard_store)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["missing"]) == 4 and not report["failed"]
+
+
+def test_verify_names_the_chunks_of_a_truncated_shard(shard_store: Path, capsys) -> None:
+    assert main(["consolidate", "--no-progress", str(shard_store)]) == 0
+    capsys.readouterr()
+    shard = sorted(p for p in (shard_store / "x").iterdir() if p.name.startswith("shard-"))[2]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    assert main(["verify", "--json", str(shard_store)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(bad["key"] for bad in report["failed"]) == sorted(f"x/c/{i}/0" for i in range(8, 12))
+    assert all("shard" in bad["error"] for bad in report["failed"])

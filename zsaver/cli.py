@@ -52,14 +52,29 @@ class Hierarchy:
     arrays: list[zarr.Array]
 
 
+def _node_paths(store: Store) -> list[str]:
+    root = getattr(store, "root", None)
+    if isinstance(root, Path) and root.is_dir():
+        # Metadata documents are plain files in every directory store zsaver opens;
+        # walking for them never opens a shard, so a damaged shard cannot hide the tree.
+        found = set()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".zsaver")]
+            if _NODE_DOCS.intersection(filenames):
+                rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+                found.add("" if rel == "." else rel)
+        return sorted(found)
+    keys = zarr.core.sync.sync(_list_keys(store, ""))
+    return sorted({k.rpartition("/")[0] for k in keys if k.rpartition("/")[2] in _NODE_DOCS})
+
+
 def _discover(store: Store, path: str) -> Hierarchy:
     """Every group and array, found from their metadata documents.
 
     Walking the listing rather than ``open_group("")`` also finds arrays whose
     parents were never written as groups (zarr 3 has no implicit groups).
     """
-    keys = zarr.core.sync.sync(_list_keys(store, ""))
-    node_paths = sorted({k.rpartition("/")[0] for k in keys if k.rpartition("/")[2] in _NODE_DOCS})
+    node_paths = _node_paths(store)
     if not node_paths:
         raise CommandError(f"{path}: not a zarr store (no zarr.json, .zarray or .zgroup found)")
     groups: list[str] = []
@@ -133,6 +148,10 @@ def _disk_usage(path: Path) -> tuple[int, int]:
             files += 1
             size += os.path.getsize(os.path.join(dirpath, name))
     return files, size
+
+
+def _files_on_disk(path: Path) -> int:
+    return _disk_usage(path)[0]
 
 
 def collect_info(path: str) -> StoreInfo:
@@ -211,15 +230,22 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
 
+    allow_missing: bool = False
+
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and (self.allow_missing or not self.missing)
 
 
-def verify(path: str) -> VerifyReport:
-    """Decode every stored chunk of every array; list the ones that fail."""
+def verify(path: str, *, allow_missing: bool = False) -> VerifyReport:
+    """Decode every chunk of every array; list the ones that fail and the ones missing.
+
+    zsaver's savers write every chunk, so a chunk missing inside an array's
+    extent means lost data (a deleted shard, say); sparse arrays written by other
+    tools, or a run still filling a preallocated array, need ``allow_missing``.
+    """
     store = open_path(path)
-    report = VerifyReport(path=path)
+    report = VerifyReport(path=path, allow_missing=allow_missing)
     for arr in _discover(store, path).arrays:
         block = arr.shards or arr.chunks
         grid = [range(-(-s // c)) for s, c in zip(arr.shape, block, strict=True)]
@@ -254,14 +280,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    report = verify(args.path)
+    report = verify(args.path, allow_missing=args.allow_missing)
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
-    else:
-        for bad in report.failed:
-            print(f"FAILED {bad['key']}: {bad['error']}")
-        print(f"{report.chunks_checked} chunks checked, {len(report.failed)} failed, "
-              f"{len(report.missing)} not stored (read as fill value)")
+        return 0 if report.ok else 1
+    for bad in report.failed:
+        print(f"FAILED  {bad['key']}: {bad['error']}")
+    if report.missing and not args.allow_missing:
+        shown = report.missing[:10]
+        more = f" (and {len(report.missing) - len(shown)} more)" if len(report.missing) > len(shown) else ""
+        print(f"MISSING {', '.join(shown)}{more}")
+    print(f"{report.chunks_checked} chunks decoded, {len(report.failed)} failed, "
+          f"{len(report.missing)} missing" + (" (allowed: read as fill value)" if args.allow_missing else ""))
+    if report.missing and not args.allow_missing:
+        print("a missing chunk reads as the fill value; pass --allow-missing if the array is "
+              "sparse or still being filled")
     return 0 if report.ok else 1
 
 
@@ -270,12 +303,15 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
     consolidate = getattr(store, "consolidate", None)
     if consolidate is None:
         raise CommandError(f"{args.path}: a {type(store).__name__} has no loose chunks to consolidate")
-    result = consolidate(workers=args.workers, progress=not args.json and not args.no_progress)
-    summary = result if isinstance(result, dict) else {"result": result}
+    before = _files_on_disk(Path(args.path))
+    rewritten = consolidate(workers=args.workers, progress=not args.json and not args.no_progress)
+    summary = {"path": args.path, "shards_rewritten": rewritten, "files_before": before,
+               "files_after": _files_on_disk(Path(args.path))}
     if args.json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(summary))
     else:
-        print(f"consolidated {args.path}: {summary}")
+        print(f"consolidated {args.path}: {rewritten} shards rewritten, "
+              f"files on disk {summary['files_before']} -> {summary['files_after']}")
     return 0
 
 
@@ -284,14 +320,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     if not Path(args.path).exists():
         raise CommandError(f"{args.path}: no such file or directory")
+    before = _files_on_disk(Path(args.path))
     try:
-        result = convert(args.path, to=args.to, progress=not args.json and not args.no_progress)
+        convert(args.path, to=args.to, progress=not args.json and not args.no_progress)
     except (ValueError, OSError) as exc:
         raise CommandError(f"{args.path}: {exc}") from exc
+    summary = {"path": args.path, "to": args.to, "files_before": before,
+               "files_after": _files_on_disk(Path(args.path))}
     if args.json:
-        print(json.dumps({"path": args.path, "to": args.to, "result": result}, default=str))
+        print(json.dumps(summary))
     else:
-        print(f"converted {args.path} to {args.to}")
+        print(f"converted {args.path} to {args.to}: files on disk {before} -> {summary['files_after']}")
     return 0
 
 
@@ -314,8 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", "groups and arrays: shape, dtype, chunks, codecs, chunk and file counts")
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)
-    p = add("verify", "decode every chunk; exit status 1 if any fails")
+    p = add("verify", "decode every chunk; exit status 1 if any fails or is missing")
     p.add_argument("path")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="accept chunks that are not stored (sparse arrays)")
     p.set_defaults(func=_cmd_verify)
     p = add("consolidate", "move loose chunks into their shard files")
     p.add_argument("path")

@@ -47,6 +47,22 @@ class ShardListingMixin:
 
     def list_keys(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix``, chunks inside shards included, sorted."""
+        loose, in_shards = self._scan(prefix)
+        return sorted(loose | in_shards)
+
+    def count_chunks(self, prefix: str = "") -> dict[str, int]:
+        """How many chunk keys under ``prefix`` are loose files and how many live only in shards.
+
+        Example:
+            >>> store.count_chunks("run/a/")  # doctest: +SKIP
+            {'loose': 3, 'in_shards': 128}
+        """
+        loose, in_shards = self._scan(prefix)
+        loose_chunks = sum(1 for k in loose if self._chunk_ref(k) is not None)
+        return {"loose": loose_chunks, "in_shards": len(in_shards - loose)}
+
+    def _scan(self, prefix: str) -> tuple[set[str], set[str]]:
+        """(loose keys, keys inside shards and not deleted), both starting with ``prefix``."""
         self._ensure_open_sync()
         base = self._walk_base(prefix)
         loose: set[str] = set()
@@ -71,11 +87,15 @@ class ShardListingMixin:
                     loose.add(key)
                 else:
                     in_shards.update(members)
-        keys = loose | (in_shards - tombstones)
         if self._buffer:
             with self._buffer_lock:
-                keys.update(self._buffer)
-        return sorted(k for k in keys if k.startswith(prefix))
+                # chunks buffered by write_direct count as loose until flushed into their shard
+                loose.update(self._buffer)
+        in_shards -= tombstones
+        return (
+            {k for k in loose if k.startswith(prefix)},
+            {k for k in in_shards if k.startswith(prefix)},
+        )
 
     def _list_plain_dir(self, prefix: str) -> list[str] | None:
         """Entries of directory ``prefix`` if it is neither an array nor inside one, else None.
