@@ -344,3 +344,16 @@ def test_a_pickled_config_rebuilt_in_another_process_writes_rows_the_parent_read
     else:
         stored = zarr.open_array(H5ShardStore(tmp_path / "s"), path="d")[:]
     np.testing.assert_array_equal(stored, np.concatenate([ROWS, MORE]))
+
+
+@pytest.mark.parametrize("shards", [(8, 2), {"shape": (8, 2), "index_location": "start"}])
+def test_zarr_sharding_options_round_trip(tmp_path: Path, shards: Any) -> None:
+    saver = ZarrSaver(tmp_path / "s.zarr", "x", chunks=(4, 2), shards=shards)
+    with saver:
+        saver.save(ROWS)
+    with _round_trip(saver) as rebuilt:
+        rebuilt.save(MORE)
+    arr = zarr.open_array(LocalStore(tmp_path / "s.zarr"), path="x")
+    location = "start" if isinstance(shards, dict) else "end"
+    assert arr.shards == (8, 2) and arr.metadata.codecs[0].index_location.value == location
+    np.testing.assert_array_equal(arr[:], np.concatenate([ROWS, MORE]))
