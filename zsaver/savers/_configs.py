@@ -1,4 +1,4 @@
-"""Config models for the savers: a ZarrSaver or HDF5Saver as JSON, rebuilt by ``zsaver.from_config``.
+"""Saver configs: a ZarrSaver or HDF5Saver as JSON, rebuilt by ``zsaver.from_config``.
 
 A saver config holds where the dataset is (a nested store config for ZarrSaver, a file
 path for HDF5Saver), the approach and the creation options as JSON values: a dtype as a
