@@ -277,5 +277,14 @@ class HDF5Saver(StagedSaver):
     def write_record(self, name: str, doc: dict[str, Any] | None) -> None:
         write_sidecar(self._records_dir / f"{check_record_name(name)}.json", doc)
 
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready config: file path, dataset name, approach and creation options.
+
+        Raises :class:`~zsaver.errors.ConfigError` naming an option that has no JSON form.
+        """
+        from zsaver.savers._configs import hdf5_saver_config  # that module imports this one
+
+        return hdf5_saver_config(self)
+
 
 __all__ = ["OPTIONS", "HDF5Saver"]

@@ -447,6 +447,19 @@ class ZarrSaver(StagedSaver):
                 blocks.append(block)
             _write_blocks(arr, ranges, blocks)
 
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready config: the store's config, the dataset's full path, approach, options.
+
+        A saver made on an open zarr Group is described by the group's store and
+        the full path (``"group/path/name"``); the rebuilt saver writes the same
+        array. A MemoryStore's contents are not config: the rebuilt saver gets an
+        empty one. Raises :class:`~zsaver.errors.ConfigError` naming an option
+        (or the store) that has no JSON form.
+        """
+        from zsaver.savers._configs import zarr_saver_config  # that module imports this one
+
+        return zarr_saver_config(self)
+
 
 def _batches(
     groups: list[ChunkUpdate], spec: DatasetSpec, budget: int

@@ -11,25 +11,29 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from zarr.abc.store import Store
 from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from zsaver._config import ConfigModel, NestedConfig, from_config, register_config, to_config
 from zsaver.errors import ConfigError
+from zsaver.stores._h5_store import H5ShardStore
 from zsaver.stores._lru_cache import LRUStoreCache
 from zsaver.stores._shard_factories import StoreTable, StoreTemplate
 from zsaver.stores._sharded_store import ShardedStore
+from zsaver.stores._zip_store import ZipShardStore
 
 __all__ = [
+    "H5ShardStoreConfig",
     "LRUStoreCacheConfig",
     "LocalStoreConfig",
     "MemoryStoreConfig",
     "ShardedStoreConfig",
     "StoreTableConfig",
     "StoreTemplateConfig",
+    "ZipShardStoreConfig",
     "ZipStoreConfig",
     "store_to_config",
 ]
@@ -109,6 +113,53 @@ class StoreTableConfig(ConfigModel):
     fallback: NestedConfig | None = None
 
 
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _ShardStoreConfig(ConfigModel):
+    """Constructor arguments shared by the shard stores (see ``ShardedStoreBase``)."""
+
+    root: str = Field(min_length=1)
+    # None: whatever the directory's marker records (64 for a new store).
+    chunks_per_shard: PositiveInt | list[PositiveInt | None] | None = None
+    read_only: bool = False
+    write_direct: bool = False
+    max_open_shards: PositiveInt = 128
+    max_buffer_bytes: int = Field(default=256 * 2**20, ge=0)
+
+    def store_kwargs(self) -> dict[str, Any]:
+        kwargs = self.model_dump(exclude={"type", "root"})
+        if isinstance(self.chunks_per_shard, list):
+            kwargs["chunks_per_shard"] = tuple(self.chunks_per_shard)
+        return kwargs
+
+
+class H5ShardStoreConfig(_ShardStoreConfig):
+    """zsaver H5ShardStore; ``layout="nested"`` needs ``consolidate_depth >= 2``."""
+
+    type: Literal["h5_shard"] = "h5_shard"
+    layout: Literal["sharded", "nested"] = "sharded"
+    consolidate_depth: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _layout_options_agree(self) -> Self:
+        # The same rules as H5ShardStore's constructor, checked before anything is built.
+        if self.layout == "nested":
+            if self.consolidate_depth is None:
+                raise ValueError("layout='nested' needs consolidate_depth (an int >= 2)")
+            if self.chunks_per_shard is not None:
+                raise ValueError("chunks_per_shard does not apply to layout='nested'")
+        elif self.consolidate_depth is not None:
+            raise ValueError("consolidate_depth applies only to layout='nested'")
+        return self
+
+
+class ZipShardStoreConfig(_ShardStoreConfig):
+    """zsaver ZipShardStore."""
+
+    type: Literal["zip_shard"] = "zip_shard"
+
+
 def _describe_local(store: LocalStore) -> dict[str, Any]:
     return {"type": "local", "root": str(store.root), "read_only": store.read_only}
 
@@ -159,6 +210,12 @@ register_config(
 register_config(
     LRUStoreCacheConfig,
     build=lambda c: LRUStoreCache(from_config(c.store), c.max_size, read_only=c.read_only),
+)
+register_config(
+    H5ShardStoreConfig, build=lambda c: H5ShardStore(c.root, **c.store_kwargs())
+)
+register_config(
+    ZipShardStoreConfig, build=lambda c: ZipShardStore(c.root, **c.store_kwargs())
 )
 register_config(ShardedStoreConfig, build=_build_sharded)
 register_config(StoreTemplateConfig, build=lambda c: StoreTemplate(c.template))

@@ -27,6 +27,7 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
+from zsaver._config import validate_config
 from zsaver._filelock import FileLock
 from zsaver.errors import StoreConfigError
 from zsaver.stores._layout import (
@@ -198,6 +199,28 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def with_read_only(self, read_only: bool = False) -> Self:
         return type(self)(self.root, read_only=read_only, **self._options())
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready config: the constructor arguments (``"type": "<store_type>_shard"``).
+
+        Unflushed ``write_direct`` chunks are data, not config: flush before
+        handing the config to another process.
+
+        Example:
+            >>> import tempfile, zsaver
+            >>> from zsaver.stores import ZipShardStore
+            >>> store = ZipShardStore(tempfile.mkdtemp(), chunks_per_shard=8)
+            >>> zsaver.from_config(store.to_config()) == store
+            True
+        """
+        options = self._options()
+        if isinstance(options["chunks_per_shard"], tuple):
+            options["chunks_per_shard"] = list(options["chunks_per_shard"])
+        # "_shard" keeps the names apart from zarr's own stores ("zip" is zarr's ZipStore).
+        return validate_config(
+            {"type": f"{self.store_type}_shard", "root": str(self.root),
+             "read_only": self.read_only, **options}
+        )
 
     def __eq__(self, other: object) -> bool:
         return (
