@@ -11,7 +11,7 @@ def test_approach_is_normalised_case_and_space_insensitively(given: str, expecte
 
 
 def test_unknown_approach_lists_the_three_choices() -> None:
-    with pytest.raises(ValueError, match="'append', 'overwrite', 'update'.*'upsert'") as info:
+    with pytest.raises(ValueError, match=r"'append', 'overwrite', 'update'.*'upsert'") as info:
         normalize_approach("upsert")
     assert isinstance(info.value, ApproachError)
 
