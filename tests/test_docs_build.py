@@ -16,7 +16,9 @@ def _mkdocs_command() -> list[str]:
         import mkdocs  # noqa: F401
         import mkdocstrings  # noqa: F401
     except ImportError as exc:
-        pytest.skip(f"mkdocs with mkdocstrings is not installed (pip install 'zsaver[docs]'): {exc}")
+        pytest.skip(
+            f"mkdocs with mkdocstrings is not installed (pip install 'zsaver[docs]'): {exc}"
+        )
     return [sys.executable, "-m", "mkdocs"]
 
 
