@@ -1,4 +1,4 @@
-"""The ``zsaver`` command line: look at, consolidate, convert and check a store.
+"""The zsaver command line: look at, consolidate, convert and check a store.
 
 Example:
     $ zsaver info results.zarr
@@ -290,7 +290,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         shown = report.missing[:10]
         more = f" (and {len(report.missing) - len(shown)} more)" if len(report.missing) > len(shown) else ""
         print(f"MISSING {', '.join(shown)}{more}")
-    print(f"{report.chunks_checked} chunks decoded, {len(report.failed)} failed, "
+    decoded = report.chunks_checked - len(report.failed)
+    print(f"{report.chunks_checked} chunks read: {decoded} decoded, {len(report.failed)} failed; "
           f"{len(report.missing)} missing" + (" (allowed: read as fill value)" if args.allow_missing else ""))
     if report.missing and not args.allow_missing:
         print("a missing chunk reads as the fill value; pass --allow-missing if the array is "
