@@ -9,6 +9,7 @@ instead, replaced atomically (temp file, fsync, rename).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -36,8 +37,7 @@ def _checksum(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _encode(seq: int, doc: dict[str, Any] | None) -> bytes:
-    payload = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+def _encode_payload(seq: int, payload: str) -> bytes:
     return json.dumps({"seq": seq, "sha256": _checksum(payload), "doc": payload}).encode()
 
 
@@ -61,15 +61,16 @@ def _slot_keys(prefix: str, name: str) -> tuple[str, str]:
     return f"{base}.0.json", f"{base}.1.json"
 
 
-def _get(store: Store, key: str) -> bytes | None:
-    buf = sync(store.get(key, prototype=default_buffer_prototype()))
-    return None if buf is None else buf.to_bytes()
+async def _fetch_slots(store: Store, keys: tuple[str, str]) -> list[bytes | None]:
+    proto = default_buffer_prototype()
+    bufs = await asyncio.gather(*(store.get(key, prototype=proto) for key in keys))
+    return [None if buf is None else buf.to_bytes() for buf in bufs]
 
 
 def _read_slots(
     store: Store, prefix: str, name: str
 ) -> list[tuple[int, dict[str, Any] | None] | None]:
-    return [_decode(_get(store, key)) for key in _slot_keys(prefix, name)]
+    return [_decode(raw) for raw in sync(_fetch_slots(store, _slot_keys(prefix, name)))]
 
 
 def read_store_record(store: Store, prefix: str, name: str) -> dict[str, Any] | None:
@@ -84,11 +85,22 @@ def write_store_record(store: Store, prefix: str, name: str, doc: dict[str, Any]
     """Write ``doc`` (None deletes) into the older slot; the other slot stays intact."""
     if doc is not None and not isinstance(doc, dict):
         raise TypeError(f"a record must be a dict (JSON object) or None; got {type(doc).__name__}")
-    slots = _read_slots(store, prefix, name)
-    seqs = [s[0] if s is not None else -1 for s in slots]
-    target = 0 if seqs[0] <= seqs[1] else 1
-    data = _encode(max(seqs) + 1, doc)  # serialise first: a bad document writes nothing
-    sync(store.set(_slot_keys(prefix, name)[target], Buffer.from_bytes(data)))
+    keys = _slot_keys(prefix, name)
+    payload = json.dumps(doc, sort_keys=True, separators=(",", ":"))  # a bad document writes nothing
+
+    async def read_then_write() -> None:
+        # One event-loop round trip for the whole record write (it runs at every checkpoint).
+        slots = [_decode(raw) for raw in await _fetch_slots(store, keys)]
+        seqs = [s[0] if s is not None else -1 for s in slots]
+        target = 0 if seqs[0] <= seqs[1] else 1
+        if seqs[target] >= 0 and store.supports_deletes:
+            # Writing a new file is far cheaper than replacing one on some file
+            # systems (ext4 flushes a file renamed over another). Deleting the
+            # older slot first is safe: the newer slot stays readable meanwhile.
+            await store.delete(keys[target])
+        await store.set(keys[target], Buffer.from_bytes(_encode_payload(max(seqs) + 1, payload)))
+
+    sync(read_then_write())
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.core.metadata.io import save_metadata
+from zarr.core.array_spec import ArrayConfig
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
@@ -62,6 +63,10 @@ def _resolve_store(store: Any) -> tuple[Store, str]:
     )
 
 
+#: The stored metadata documents of an array, key -> bytes (None: no such key).
+MetadataDocs = dict[str, bytes | None]
+
+
 def _with_shape(arr: zarr.Array, shape: tuple[int, ...]) -> zarr.Array:
     """A handle on the same array with ``shape`` in memory only (nothing written)."""
     inner = arr.async_array
@@ -73,9 +78,68 @@ def _with_shape(arr: zarr.Array, shape: tuple[int, ...]) -> zarr.Array:
     return zarr.Array(resized)
 
 
-def _save_shape(arr: zarr.Array) -> None:
+def _metadata_docs(arr: zarr.Array) -> MetadataDocs:
+    """The metadata documents zarr writes for ``arr`` (``zarr.json``; v2: ``.zarray``, ``.zattrs``)."""
+    docs = arr.async_array.metadata.to_buffer_dict(default_buffer_prototype())
+    return {key: None if buf is None else buf.to_bytes() for key, buf in docs.items()}
+
+
+def _read_docs(arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
+    """The metadata documents of ``arr`` as stored now, fetched in one round trip."""
+    store_path = arr.async_array.store_path
+
+    async def fetch() -> list[Any]:
+        proto = default_buffer_prototype()
+        return await asyncio.gather(*((store_path / key).get(prototype=proto) for key in keys))
+
+    return {
+        key: None if buf is None else buf.to_bytes()
+        for key, buf in zip(keys, sync(fetch()), strict=True)
+    }
+
+
+async def _store_docs(arr: zarr.Array, docs: MetadataDocs) -> None:
+    store_path = arr.async_array.store_path
+    proto_buffer = default_buffer_prototype().buffer
+    await asyncio.gather(
+        *(
+            (store_path / key).delete()
+            if doc is None
+            else (store_path / key).set(proto_buffer.from_bytes(doc))
+            for key, doc in docs.items()
+        )
+    )
+
+
+def _save_shape(arr: zarr.Array) -> MetadataDocs:
+    """Write the metadata of ``arr`` (its new shape); returns the documents written."""
+    docs = _metadata_docs(arr)
+    sync(_store_docs(arr, docs))
+    return docs
+
+
+def _append_rows(arr: zarr.Array, start: int, rows: np.ndarray) -> MetadataDocs:
+    """Write ``rows`` at ``start`` of ``arr``, then its shape; returns the documents written.
+
+    Data first, shape last (a crash in between leaves the old shape), in one
+    event-loop round trip: this runs at every flush.
+    """
     inner = arr.async_array
-    sync(save_metadata(inner.store_path, inner.metadata))
+    # Appended rows are data, never "empty": writing their chunks unconditionally
+    # spares zarr comparing each with the fill value.
+    writer = type(inner)(
+        metadata=inner.metadata,
+        store_path=inner.store_path,
+        config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
+    )
+    docs = _metadata_docs(arr)
+
+    async def write() -> None:
+        await writer.setitem((slice(start, start + len(rows)),), rows)
+        await _store_docs(arr, docs)
+
+    sync(write())
+    return docs
 
 
 def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -164,6 +228,9 @@ class ZarrSaver(StagedSaver):
     def _open_handles(self) -> None:
         self._locks = DatasetLocks(self._store, self.path)
         self._array: zarr.Array | None = None
+        # The metadata documents as stored when ``_array`` was last known current:
+        # if they are unchanged, nobody resized or replaced the array since.
+        self._array_docs: MetadataDocs | None = None
 
     # --- pickling: configuration only, handles reopen lazily -------------------
 
@@ -247,8 +314,9 @@ class ZarrSaver(StagedSaver):
             raise ShapeMismatchError(f"dataset {self.path!r} is zero-dimensional; it has no rows")
         return arr
 
-    def _adopt(self, arr: zarr.Array) -> None:
+    def _adopt(self, arr: zarr.Array, docs: MetadataDocs | None = None) -> None:
         self._array = arr
+        self._array_docs = docs
         self._length = arr.shape[0]
         row_chunk = (arr.shards or arr.chunks)[0]
         self._spec = DatasetSpec(np.dtype(arr.dtype), tuple(arr.shape[1:]), int(row_chunk))
@@ -312,15 +380,24 @@ class ZarrSaver(StagedSaver):
 
     def _release(self) -> None:
         self._array = None
+        self._array_docs = None
         self._spec = None
 
     def _fresh(self) -> zarr.Array:
-        """The array as stored now; call with the dataset lock held."""
+        """The array as stored now; call with the dataset lock held.
+
+        Every saver changes the metadata only under the dataset lock, so when
+        the stored documents are byte-identical to the ones our handle was
+        made from, the handle is current: one small read instead of a reopen.
+        """
+        if self._array is not None and self._array_docs is not None:
+            if _read_docs(self._array, list(self._array_docs)) == self._array_docs:
+                return self._array
         arr = self._open()
         if arr is None:
             raise DatasetNotFoundError(f"dataset {self.path!r} was deleted while being written")
         before = self._spec
-        self._adopt(arr)
+        self._adopt(arr, _read_docs(arr, list(_metadata_docs(arr))))
         if before is not None and (before.dtype, before.row_shape) != (
             self._spec.dtype,
             self._spec.row_shape,
@@ -360,9 +437,7 @@ class ZarrSaver(StagedSaver):
             # under its chunk lock. Chunks past the old end belong to us alone.
             head = [start // chunk] if start % chunk else []
             with self._locks.chunks(head):
-                grown[start:end] = self._rows.view(count)
-            # Data first, shape last: a crash in between leaves the old shape.
-            _save_shape(grown)
+                self._array_docs = _append_rows(grown, start, self._rows.view(count))
             self._array, self._length = grown, end
         self._rows.consume(count)
 
@@ -374,7 +449,7 @@ class ZarrSaver(StagedSaver):
                 return
             grown = _with_shape(arr, (n_rows, *self._spec.row_shape))
             self._fill(grown, self._length, n_rows, skip=set())
-            _save_shape(grown)
+            self._array_docs = _save_shape(grown)
             self._array, self._length = grown, n_rows
 
     def _fill(self, arr: zarr.Array, start: int, end: int, skip: set[int]) -> None:
@@ -413,7 +488,7 @@ class ZarrSaver(StagedSaver):
             for batch in _batches(groups, self._spec, budget=WRITE_BATCH_BYTES):
                 self._merge_batch(grown, batch, length, end)
             if end > length:
-                _save_shape(grown)
+                self._array_docs = _save_shape(grown)
             self._array, self._length = grown, end
         finally:
             if held:
