@@ -6,6 +6,8 @@ against was a run that hung forever in the process pool's shutdown.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -78,15 +80,23 @@ except UnpicklableError as exc:
 
 
 def _run(script: str, cwd: Path) -> str:
-    proc = subprocess.run(
+    # A session of its own, so that a hang's worker processes are killed with it.
+    proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script)],
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=TIMEOUT_S,  # a hang fails the test instead of blocking the suite
+        start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)  # a hang fails instead of blocking
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err
+    return out
 
 
 def test_task_that_cannot_be_pickled_fails_promptly_naming_it(tmp_path: Path) -> None:

@@ -293,6 +293,20 @@ class ZarrSaver(StagedSaver):
             warnings.simplefilter("ignore")
             zarr.consolidate_metadata(self._store)
 
+    def flush(self) -> None:
+        """Write everything staged, then flush the store; once this returns it survives a SIGKILL.
+
+        Stores that buffer writes themselves (zsaver's shard stores with
+        ``write_direct=True``) have a ``flush()``: it is called too, so data
+        and records are durable when this returns, whatever the store.
+        """
+        if self._closed:
+            return
+        super().flush()
+        store_flush = getattr(self._store, "flush", None)
+        if callable(store_flush):
+            store_flush()
+
     @property
     def supports_records(self) -> bool:
         return True
@@ -301,7 +315,11 @@ class ZarrSaver(StagedSaver):
         return read_store_record(self._store, self.path, name)
 
     def write_record(self, name: str, doc: dict[str, Any] | None) -> None:
+        """Write record ``name`` durably (the store is flushed if it buffers writes)."""
         write_store_record(self._store, self.path, name, doc)
+        store_flush = getattr(self._store, "flush", None)
+        if callable(store_flush):
+            store_flush()
 
     # --- dataset handling ---------------------------------------------------------------
 
