@@ -189,3 +189,24 @@ def test_record_survives_a_torn_write_of_its_newer_slot() -> None:
     assert s.read_record("state") == {"n": 2}
     s.write_record("state", {"n": 3})
     assert s.read_record("state") == {"n": 3}
+
+
+@pytest.mark.parametrize("form", ["local", "memory", "local-v2"])
+def test_open_session_sees_rows_another_saver_appended_between_its_flushes(
+    tmp_path: Path, form: str
+) -> None:
+    """The session reuses its array handle only while the stored metadata is unchanged."""
+    store: Any = zarr.storage.MemoryStore() if form == "memory" else zarr.storage.LocalStore(tmp_path)
+    opts: dict[str, Any] = {"chunks": 4, "zarr_format": 2} if form == "local-v2" else {"chunks": 4}
+    a, b = ZarrSaver(store, "d", **opts), ZarrSaver(store, "d", **opts)
+    with a:
+        a.save(np.full((3, 2), 1))
+        a.flush()
+        with b:
+            b.save(np.full((6, 2), 2))
+        a.save(np.full((5, 2), 3))
+        a.flush()
+        a.write_record("progress", {"n": 14})
+    expected = np.concatenate([np.full((3, 2), 1), np.full((6, 2), 2), np.full((5, 2), 3)])
+    np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)
+    assert a.read_record("progress") == {"n": 14}
