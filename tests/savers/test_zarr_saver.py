@@ -210,3 +210,21 @@ def test_open_session_sees_rows_another_saver_appended_between_its_flushes(
     expected = np.concatenate([np.full((3, 2), 1), np.full((6, 2), 2), np.full((5, 2), 3)])
     np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)
     assert a.read_record("progress") == {"n": 14}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_resized_handle_and_its_metadata_documents_are_what_zarr_makes(zarr_format: int) -> None:
+    """The saver's shortcuts (copy with a new shape, patch "shape" in the JSON) match zarr's own."""
+    from zsaver.savers._zarr import _MetadataEncoder, _with_shape
+
+    arr = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(5, 3), chunks=(4, 3), dtype="f4",
+        fill_value=-1.5, attributes={"a": [1, 2]}, zarr_format=zarr_format,
+    )
+    grown = _with_shape(arr, (1234, 3))
+    expected = arr.async_array.metadata.update_shape((1234, 3))
+    assert grown.async_array.metadata == expected
+    assert grown.shape == (1234, 3)
+    want = {k: v.to_bytes() for k, v in expected.to_buffer_dict(zarr.core.buffer.default_buffer_prototype()).items()}
+    assert _MetadataEncoder(arr).docs(grown) == want
+    assert arr.shape == (5, 3)  # the original handle is untouched

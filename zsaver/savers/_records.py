@@ -9,7 +9,6 @@ instead, replaced atomically (temp file, fsync, rename).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -18,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import zarr
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.buffer.cpu import Buffer
-from zarr.core.sync import sync
+
+from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 RECORDS_DIR = ".zsaver/records"
@@ -61,16 +60,10 @@ def _slot_keys(prefix: str, name: str) -> tuple[str, str]:
     return f"{base}.0.json", f"{base}.1.json"
 
 
-async def _fetch_slots(store: Store, keys: tuple[str, str]) -> list[bytes | None]:
-    proto = default_buffer_prototype()
-    bufs = await asyncio.gather(*(store.get(key, prototype=proto) for key in keys))
-    return [None if buf is None else buf.to_bytes() for buf in bufs]
-
-
 def _read_slots(
     store: Store, prefix: str, name: str
 ) -> list[tuple[int, dict[str, Any] | None] | None]:
-    return [_decode(raw) for raw in sync(_fetch_slots(store, _slot_keys(prefix, name)))]
+    return [_decode(get_bytes(store, key)) for key in _slot_keys(prefix, name)]
 
 
 def read_store_record(store: Store, prefix: str, name: str) -> dict[str, Any] | None:
@@ -87,20 +80,15 @@ def write_store_record(store: Store, prefix: str, name: str, doc: dict[str, Any]
         raise TypeError(f"a record must be a dict (JSON object) or None; got {type(doc).__name__}")
     keys = _slot_keys(prefix, name)
     payload = json.dumps(doc, sort_keys=True, separators=(",", ":"))  # a bad document writes nothing
-
-    async def read_then_write() -> None:
-        # One event-loop round trip for the whole record write (it runs at every checkpoint).
-        slots = [_decode(raw) for raw in await _fetch_slots(store, keys)]
-        seqs = [s[0] if s is not None else -1 for s in slots]
-        target = 0 if seqs[0] <= seqs[1] else 1
-        if seqs[target] >= 0 and store.supports_deletes:
-            # Writing a new file is far cheaper than replacing one on some file
-            # systems (ext4 flushes a file renamed over another). Deleting the
-            # older slot first is safe: the newer slot stays readable meanwhile.
-            await store.delete(keys[target])
-        await store.set(keys[target], Buffer.from_bytes(_encode_payload(max(seqs) + 1, payload)))
-
-    sync(read_then_write())
+    slots = [_decode(get_bytes(store, key)) for key in keys]
+    seqs = [s[0] if s is not None else -1 for s in slots]
+    target = 0 if seqs[0] <= seqs[1] else 1
+    if seqs[target] >= 0 and isinstance(store, zarr.storage.LocalStore):
+        # A new file is far cheaper than one renamed over an old one on some file
+        # systems (ext4 flushes the new file's data first). Deleting the older
+        # slot first is safe: the newer slot stays readable all the while.
+        delete_key(store, keys[target])
+    set_bytes(store, keys[target], _encode_payload(max(seqs) + 1, payload))
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:

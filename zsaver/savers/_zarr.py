@@ -9,6 +9,8 @@ that run before the first byte is written.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,6 +29,7 @@ from zsaver.savers._locks import DatasetLocks
 from zsaver.savers._records import read_store_record, write_store_record
 from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._staging import ChunkUpdate
+from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
 from zsaver.savers._validation import check_options, default_row_chunk
 
 #: Options passed on to ``zarr.create_array`` when the saver creates the array.
@@ -69,34 +72,53 @@ MetadataDocs = dict[str, bytes | None]
 
 
 def _with_shape(arr: zarr.Array, shape: tuple[int, ...]) -> zarr.Array:
-    """A handle on the same array with ``shape`` in memory only (nothing written)."""
+    """A handle on the same array with ``shape`` in memory only (nothing written).
+
+    Only the shape differs, so the metadata and the array handle are copied
+    with the new shape set, rather than rebuilt: zarr would re-validate every
+    codec and rebuild the codec pipeline, which costs more than a small flush.
+    """
     inner = arr.async_array
-    resized = type(inner)(
-        metadata=inner.metadata.update_shape(shape),
-        store_path=inner.store_path,
-        config=inner.config,
-    )
+    metadata = copy.copy(inner.metadata)
+    object.__setattr__(metadata, "shape", tuple(int(x) for x in shape))
+    resized = copy.copy(inner)
+    object.__setattr__(resized, "metadata", metadata)
     return zarr.Array(resized)
 
 
+class _MetadataEncoder:
+    """The metadata documents of an array as its shape changes (``zarr.json``; v2: two)."""
+
+    def __init__(self, arr: zarr.Array) -> None:
+        metadata = arr.async_array.metadata
+        # v3: one JSON document in which only "shape" changes; encode the rest once.
+        self._v3_doc = metadata.to_dict() if metadata.zarr_format == 3 else None
+
+    def docs(self, arr: zarr.Array) -> MetadataDocs:
+        metadata = arr.async_array.metadata
+        if self._v3_doc is None:
+            buffers = metadata.to_buffer_dict(default_buffer_prototype())
+            return {key: None if buf is None else buf.to_bytes() for key, buf in buffers.items()}
+        doc = dict(self._v3_doc, shape=list(metadata.shape))
+        # Encoded as zarr encodes it (zarr.core.metadata.v3.ArrayV3Metadata.to_buffer_dict).
+        text = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent"))
+        return {"zarr.json": text.encode()}
+
+
 def _metadata_docs(arr: zarr.Array) -> MetadataDocs:
-    """The metadata documents zarr writes for ``arr`` (``zarr.json``; v2: ``.zarray``, ``.zattrs``)."""
-    docs = arr.async_array.metadata.to_buffer_dict(default_buffer_prototype())
-    return {key: None if buf is None else buf.to_bytes() for key, buf in docs.items()}
+    """The metadata documents zarr writes for ``arr``."""
+    return _MetadataEncoder(arr).docs(arr)
+
+
+def _key(arr: zarr.Array, name: str) -> str:
+    path = arr.async_array.store_path.path
+    return f"{path}/{name}" if path else name
 
 
 def _read_docs(arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
-    """The metadata documents of ``arr`` as stored now, fetched in one round trip."""
-    store_path = arr.async_array.store_path
-
-    async def fetch() -> list[Any]:
-        proto = default_buffer_prototype()
-        return await asyncio.gather(*((store_path / key).get(prototype=proto) for key in keys))
-
-    return {
-        key: None if buf is None else buf.to_bytes()
-        for key, buf in zip(keys, sync(fetch()), strict=True)
-    }
+    """The metadata documents of ``arr`` as stored now."""
+    store = arr.async_array.store_path.store
+    return {key: get_bytes(store, _key(arr, key)) for key in keys}
 
 
 def _read_file(path: Path) -> bytes | None:
@@ -106,31 +128,28 @@ def _read_file(path: Path) -> bytes | None:
         return None
 
 
-async def _store_docs(arr: zarr.Array, docs: MetadataDocs) -> None:
-    store_path = arr.async_array.store_path
-    proto_buffer = default_buffer_prototype().buffer
-    await asyncio.gather(
-        *(
-            (store_path / key).delete()
-            if doc is None
-            else (store_path / key).set(proto_buffer.from_bytes(doc))
-            for key, doc in docs.items()
-        )
-    )
+def _store_docs(arr: zarr.Array, docs: MetadataDocs) -> None:
+    store = arr.async_array.store_path.store
+    for key, doc in docs.items():
+        if doc is None:
+            delete_key(store, _key(arr, key))
+        else:
+            set_bytes(store, _key(arr, key), doc)
 
 
-def _save_shape(arr: zarr.Array) -> MetadataDocs:
+def _save_shape(arr: zarr.Array, encoder: _MetadataEncoder) -> MetadataDocs:
     """Write the metadata of ``arr`` (its new shape); returns the documents written."""
-    docs = _metadata_docs(arr)
-    sync(_store_docs(arr, docs))
+    docs = encoder.docs(arr)
+    _store_docs(arr, docs)
     return docs
 
 
-def _append_rows(arr: zarr.Array, start: int, rows: np.ndarray) -> MetadataDocs:
+def _append_rows(
+    arr: zarr.Array, start: int, rows: np.ndarray, encoder: _MetadataEncoder
+) -> MetadataDocs:
     """Write ``rows`` at ``start`` of ``arr``, then its shape; returns the documents written.
 
-    Data first, shape last (a crash in between leaves the old shape), in one
-    event-loop round trip: this runs at every flush.
+    Data first, shape last: a crash in between leaves the old shape.
     """
     inner = arr.async_array
     # Appended rows are data, never "empty": writing their chunks unconditionally
@@ -140,13 +159,10 @@ def _append_rows(arr: zarr.Array, start: int, rows: np.ndarray) -> MetadataDocs:
         store_path=inner.store_path,
         config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
     )
-    docs = _metadata_docs(arr)
+    docs = encoder.docs(arr)
 
-    async def write() -> None:
-        await writer.setitem((slice(start, start + len(rows)),), rows)
-        await _store_docs(arr, docs)
-
-    sync(write())
+    sync(writer.setitem((slice(start, start + len(rows)),), rows))
+    _store_docs(arr, docs)
     return docs
 
 
@@ -357,6 +373,7 @@ class ZarrSaver(StagedSaver):
     def _adopt(self, arr: zarr.Array, docs: MetadataDocs | None = None) -> None:
         self._array = arr
         self._array_docs = docs
+        self._encoder = _MetadataEncoder(arr)
         self._length = arr.shape[0]
         row_chunk = (arr.shards or arr.chunks)[0]
         self._spec = DatasetSpec(np.dtype(arr.dtype), tuple(arr.shape[1:]), int(row_chunk))
@@ -437,7 +454,8 @@ class ZarrSaver(StagedSaver):
         if arr is None:
             raise DatasetNotFoundError(f"dataset {self.path!r} was deleted while being written")
         before = self._spec
-        self._adopt(arr, self._stored_docs(arr, list(_metadata_docs(arr))))
+        self._adopt(arr)
+        self._array_docs = self._stored_docs(arr, list(self._encoder.docs(arr)))
         if before is not None and (before.dtype, before.row_shape) != (
             self._spec.dtype,
             self._spec.row_shape,
@@ -477,7 +495,7 @@ class ZarrSaver(StagedSaver):
             # under its chunk lock. Chunks past the old end belong to us alone.
             head = [start // chunk] if start % chunk else []
             with self._locks.chunks(head):
-                self._array_docs = _append_rows(grown, start, self._rows.view(count))
+                self._array_docs = _append_rows(grown, start, self._rows.view(count), self._encoder)
             self._array, self._length = grown, end
         self._rows.consume(count)
 
@@ -489,7 +507,7 @@ class ZarrSaver(StagedSaver):
                 return
             grown = _with_shape(arr, (n_rows, *self._spec.row_shape))
             self._fill(grown, self._length, n_rows, skip=set())
-            self._array_docs = _save_shape(grown)
+            self._array_docs = _save_shape(grown, self._encoder)
             self._array, self._length = grown, n_rows
 
     def _fill(self, arr: zarr.Array, start: int, end: int, skip: set[int]) -> None:
@@ -528,7 +546,7 @@ class ZarrSaver(StagedSaver):
             for batch in _batches(groups, self._spec, budget=WRITE_BATCH_BYTES):
                 self._merge_batch(grown, batch, length, end)
             if end > length:
-                self._array_docs = _save_shape(grown)
+                self._array_docs = _save_shape(grown, self._encoder)
             self._array, self._length = grown, end
         finally:
             if held:
