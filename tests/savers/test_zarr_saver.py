@@ -228,3 +228,22 @@ def test_resized_handle_and_its_metadata_documents_are_what_zarr_makes(zarr_form
     want = {k: v.to_bytes() for k, v in expected.to_buffer_dict(zarr.core.buffer.default_buffer_prototype()).items()}
     assert _MetadataEncoder(arr).docs(grown) == want
     assert arr.shape == (5, 3)  # the original handle is untouched
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_update_into_the_partial_last_chunk_survives_the_next_append_of_an_open_session(
+    tmp_path: Path, compressed: bool
+) -> None:
+    """The appender keeps its last partial chunk in memory; another writer's change must win."""
+    opts: dict[str, Any] = {"chunks": 8} if compressed else {"chunks": 8, "compressors": None}
+    store = zarr.storage.LocalStore(tmp_path)
+    with ZarrSaver(store, "d", **opts) as a:
+        a.save(np.full((3, 2), 1))
+        a.flush()  # rows 0..2 of chunk 0, kept in memory by ``a``
+        ZarrSaver(store, "d", approach="update").save(np.full(2, 7), indices=1)
+        a.save(np.full((2, 2), 2))
+        a.flush()  # chunk 0 again: must not restore row 1 from memory
+        a.save(np.full((4, 2), 3))
+    expected = np.concatenate([np.full((3, 2), 1), np.full((2, 2), 2), np.full((4, 2), 3)])
+    expected[1] = 7
+    np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)

@@ -14,6 +14,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,26 @@ def _runs(ids: Sequence[int]) -> Iterator[tuple[int, int]]:
         yield start, prev + 1
 
 
+@dataclass
+class _TailChunk:
+    """The rows of a partial last chunk as written, and its file's bytes then.
+
+    Appenders and updaters of that chunk all hold the dataset lock, and any of
+    their writes changes the file: while its bytes are unchanged, ``rows`` is
+    its content and the next append can write the chunk whole without reading it.
+    """
+
+    index: int
+    rows: np.ndarray
+    path: Path
+    stored: bytes
+
+    def holds(self, index: int, n_rows: int) -> bool:
+        return (
+            index == self.index and n_rows == len(self.rows) and _read_file(self.path) == self.stored
+        )
+
+
 class ZarrSaver(StagedSaver):
     """Persist rows into a zarr array, by append, overwrite or update.
 
@@ -255,6 +276,8 @@ class ZarrSaver(StagedSaver):
         # The metadata documents as stored when ``_array`` was last known current:
         # while they are unchanged, nobody resized or replaced the array.
         self._array_docs: MetadataDocs | None = None
+        # The rows of the partial last chunk as this saver wrote them.
+        self._tail: _TailChunk | None = None
         # A LocalStore keeps them in files under its root, read here directly:
         # a few microseconds instead of an event-loop round trip per flush.
         root = getattr(self._store, "root", None)
@@ -373,6 +396,7 @@ class ZarrSaver(StagedSaver):
     def _adopt(self, arr: zarr.Array, docs: MetadataDocs | None = None) -> None:
         self._array = arr
         self._array_docs = docs
+        self._tail = None
         self._encoder = _MetadataEncoder(arr)
         self._length = arr.shape[0]
         row_chunk = (arr.shards or arr.chunks)[0]
@@ -438,6 +462,7 @@ class ZarrSaver(StagedSaver):
     def _release(self) -> None:
         self._array = None
         self._array_docs = None
+        self._tail = None
         self._spec = None
 
     def _fresh(self) -> zarr.Array:
@@ -495,12 +520,39 @@ class ZarrSaver(StagedSaver):
             # under its chunk lock. Chunks past the old end belong to us alone.
             head = [start // chunk] if start % chunk else []
             with self._locks.chunks(head):
-                self._array_docs = _append_rows(grown, start, self._rows.view(count), self._encoder)
+                first, rows = start, self._rows.view(count)
+                tail = self._tail
+                if head and tail is not None and tail.holds(start // chunk, start - head[0] * chunk):
+                    # The head chunk is as we left it: write it whole from memory,
+                    # which spares zarr reading and decoding it back.
+                    first, rows = head[0] * chunk, np.concatenate([tail.rows, rows])
+                self._tail = None
+                self._array_docs = _append_rows(grown, first, rows, self._encoder)
+                self._tail = self._keep_tail(grown, first, rows)
             self._array, self._length = grown, end
         self._rows.consume(count)
 
+    def _keep_tail(self, arr: zarr.Array, first: int, rows: np.ndarray) -> _TailChunk | None:
+        """The partial last chunk just written, if we hold all its rows and can check its file."""
+        assert self._spec is not None
+        chunk = self._spec.row_chunk
+        end = first + len(rows)
+        tail_start = end - end % chunk
+        if self._metadata_dir is None or end % chunk == 0 or tail_start < first:
+            return None
+        grid = arr.shards or arr.chunks
+        if tuple(grid[1:]) != tuple(arr.shape[1:]):  # several chunk files per row chunk
+            return None
+        key = arr.async_array.metadata.encode_chunk_key((end // chunk,) + (0,) * (arr.ndim - 1))
+        path = self._metadata_dir / key
+        stored = _read_file(path)
+        if stored is None:
+            return None
+        return _TailChunk(end // chunk, np.array(rows[tail_start - first :], copy=True), path, stored)
+
     def _grow_to(self, n_rows: int) -> None:
         assert self._spec is not None
+        self._tail = None
         with self._locks.dataset():
             arr = self._fresh()
             if n_rows <= self._length:
@@ -525,6 +577,7 @@ class ZarrSaver(StagedSaver):
 
     def _write_updates(self) -> None:
         assert self._spec is not None
+        self._tail = None
         chunk = self._spec.row_chunk
         groups = list(self._updates.by_chunk(chunk))
         needed = self._updates.max_position + 1
