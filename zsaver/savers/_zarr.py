@@ -15,7 +15,6 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,13 +121,6 @@ def _read_docs(arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
     return {key: get_bytes(store, _key(arr, key)) for key in keys}
 
 
-def _read_file(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-
-
 def _store_docs(arr: zarr.Array, docs: MetadataDocs) -> None:
     store = arr.async_array.store_path.store
     for key, doc in docs.items():
@@ -219,12 +211,15 @@ class _TailChunk:
 
     index: int
     rows: np.ndarray
-    path: Path
+    store: Store
+    key: str
     stored: bytes
 
     def holds(self, index: int, n_rows: int) -> bool:
         return (
-            index == self.index and n_rows == len(self.rows) and _read_file(self.path) == self.stored
+            index == self.index
+            and n_rows == len(self.rows)
+            and get_bytes(self.store, self.key) == self.stored
         )
 
 
@@ -278,19 +273,13 @@ class ZarrSaver(StagedSaver):
         self._array_docs: MetadataDocs | None = None
         # The rows of the partial last chunk as this saver wrote them.
         self._tail: _TailChunk | None = None
-        # A LocalStore keeps them in files under its root, read here directly:
-        # a few microseconds instead of an event-loop round trip per flush.
-        root = getattr(self._store, "root", None)
-        self._metadata_dir = (
-            Path(root) / self.path
-            if isinstance(self._store, zarr.storage.LocalStore) and isinstance(root, (str, os.PathLike))
-            else None
-        )
+        # Stores with zarr's synchronous methods (LocalStore, MemoryStore, the shard
+        # stores) answer a small read in microseconds; through the event loop it
+        # costs a round trip per flush, so the last-chunk shortcut is kept to them.
+        self._sync_reads = callable(getattr(self._store, "get_sync", None))
 
     def _stored_docs(self, arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
         """The metadata documents as stored now (call with the dataset lock held)."""
-        if self._metadata_dir is not None:
-            return {key: _read_file(self._metadata_dir / key) for key in keys}
         return _read_docs(arr, keys)
 
     # --- pickling: configuration only, handles reopen lazily -------------------
@@ -538,17 +527,17 @@ class ZarrSaver(StagedSaver):
         chunk = self._spec.row_chunk
         end = first + len(rows)
         tail_start = end - end % chunk
-        if self._metadata_dir is None or end % chunk == 0 or tail_start < first:
+        if not self._sync_reads or end % chunk == 0 or tail_start < first:
             return None
         grid = arr.shards or arr.chunks
         if tuple(grid[1:]) != tuple(arr.shape[1:]):  # several chunk files per row chunk
             return None
-        key = arr.async_array.metadata.encode_chunk_key((end // chunk,) + (0,) * (arr.ndim - 1))
-        path = self._metadata_dir / key
-        stored = _read_file(path)
+        key = _key(arr, arr.async_array.metadata.encode_chunk_key((end // chunk,) + (0,) * (arr.ndim - 1)))
+        stored = get_bytes(self._store, key)
         if stored is None:
             return None
-        return _TailChunk(end // chunk, np.array(rows[tail_start - first :], copy=True), path, stored)
+        rows_kept = np.array(rows[tail_start - first :], copy=True)
+        return _TailChunk(end // chunk, rows_kept, self._store, key, stored)
 
     def _grow_to(self, n_rows: int) -> None:
         assert self._spec is not None
