@@ -6,6 +6,8 @@ so ``except ValueError`` keeps working for callers who know nothing of zsaver.
 
 from __future__ import annotations
 
+import pickle
+
 
 class ZsaverError(Exception):
     """Base class of every error zsaver raises on purpose."""
@@ -96,6 +98,10 @@ class TaskError(ZsaverError, RuntimeError):
 
     def __reduce__(self):  # keep the keyword-only fields across pickling
         return (_rebuild_task_error, (self.args[0], self.item_index, self.traceback_text))
+
+
+class UnpicklableError(ZsaverError, pickle.PicklingError):
+    """A task, its arguments, an item or a result cannot be pickled for a worker process."""
 
 
 def _rebuild_task_error(message: str, item_index: int, traceback_text: str) -> TaskError:

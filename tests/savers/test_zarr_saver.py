@@ -189,3 +189,61 @@ def test_record_survives_a_torn_write_of_its_newer_slot() -> None:
     assert s.read_record("state") == {"n": 2}
     s.write_record("state", {"n": 3})
     assert s.read_record("state") == {"n": 3}
+
+
+@pytest.mark.parametrize("form", ["local", "memory", "local-v2"])
+def test_open_session_sees_rows_another_saver_appended_between_its_flushes(
+    tmp_path: Path, form: str
+) -> None:
+    """The session reuses its array handle only while the stored metadata is unchanged."""
+    store: Any = zarr.storage.MemoryStore() if form == "memory" else zarr.storage.LocalStore(tmp_path)
+    opts: dict[str, Any] = {"chunks": 4, "zarr_format": 2} if form == "local-v2" else {"chunks": 4}
+    a, b = ZarrSaver(store, "d", **opts), ZarrSaver(store, "d", **opts)
+    with a:
+        a.save(np.full((3, 2), 1))
+        a.flush()
+        with b:
+            b.save(np.full((6, 2), 2))
+        a.save(np.full((5, 2), 3))
+        a.flush()
+        a.write_record("progress", {"n": 14})
+    expected = np.concatenate([np.full((3, 2), 1), np.full((6, 2), 2), np.full((5, 2), 3)])
+    np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)
+    assert a.read_record("progress") == {"n": 14}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_resized_handle_and_its_metadata_documents_are_what_zarr_makes(zarr_format: int) -> None:
+    """The saver's shortcuts (copy with a new shape, patch "shape" in the JSON) match zarr's own."""
+    from zsaver.savers._zarr import _MetadataEncoder, _with_shape
+
+    arr = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(5, 3), chunks=(4, 3), dtype="f4",
+        fill_value=-1.5, attributes={"a": [1, 2]}, zarr_format=zarr_format,
+    )
+    grown = _with_shape(arr, (1234, 3))
+    expected = arr.async_array.metadata.update_shape((1234, 3))
+    assert grown.async_array.metadata == expected
+    assert grown.shape == (1234, 3)
+    want = {k: v.to_bytes() for k, v in expected.to_buffer_dict(zarr.core.buffer.default_buffer_prototype()).items()}
+    assert _MetadataEncoder(arr).docs(grown) == want
+    assert arr.shape == (5, 3)  # the original handle is untouched
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_update_into_the_partial_last_chunk_survives_the_next_append_of_an_open_session(
+    tmp_path: Path, compressed: bool
+) -> None:
+    """The appender keeps its last partial chunk in memory; another writer's change must win."""
+    opts: dict[str, Any] = {"chunks": 8} if compressed else {"chunks": 8, "compressors": None}
+    store = zarr.storage.LocalStore(tmp_path)
+    with ZarrSaver(store, "d", **opts) as a:
+        a.save(np.full((3, 2), 1))
+        a.flush()  # rows 0..2 of chunk 0, kept in memory by ``a``
+        ZarrSaver(store, "d", approach="update").save(np.full(2, 7), indices=1)
+        a.save(np.full((2, 2), 2))
+        a.flush()  # chunk 0 again: must not restore row 1 from memory
+        a.save(np.full((4, 2), 3))
+    expected = np.concatenate([np.full((3, 2), 1), np.full((2, 2), 2), np.full((4, 2), 3)])
+    expected[1] = 7
+    np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)

@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import zarr
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.buffer.cpu import Buffer
-from zarr.core.sync import sync
+
+from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 RECORDS_DIR = ".zsaver/records"
@@ -36,8 +36,7 @@ def _checksum(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _encode(seq: int, doc: dict[str, Any] | None) -> bytes:
-    payload = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+def _encode_payload(seq: int, payload: str) -> bytes:
     return json.dumps({"seq": seq, "sha256": _checksum(payload), "doc": payload}).encode()
 
 
@@ -61,15 +60,10 @@ def _slot_keys(prefix: str, name: str) -> tuple[str, str]:
     return f"{base}.0.json", f"{base}.1.json"
 
 
-def _get(store: Store, key: str) -> bytes | None:
-    buf = sync(store.get(key, prototype=default_buffer_prototype()))
-    return None if buf is None else buf.to_bytes()
-
-
 def _read_slots(
     store: Store, prefix: str, name: str
 ) -> list[tuple[int, dict[str, Any] | None] | None]:
-    return [_decode(_get(store, key)) for key in _slot_keys(prefix, name)]
+    return [_decode(get_bytes(store, key)) for key in _slot_keys(prefix, name)]
 
 
 def read_store_record(store: Store, prefix: str, name: str) -> dict[str, Any] | None:
@@ -84,11 +78,17 @@ def write_store_record(store: Store, prefix: str, name: str, doc: dict[str, Any]
     """Write ``doc`` (None deletes) into the older slot; the other slot stays intact."""
     if doc is not None and not isinstance(doc, dict):
         raise TypeError(f"a record must be a dict (JSON object) or None; got {type(doc).__name__}")
-    slots = _read_slots(store, prefix, name)
+    keys = _slot_keys(prefix, name)
+    payload = json.dumps(doc, sort_keys=True, separators=(",", ":"))  # a bad document writes nothing
+    slots = [_decode(get_bytes(store, key)) for key in keys]
     seqs = [s[0] if s is not None else -1 for s in slots]
     target = 0 if seqs[0] <= seqs[1] else 1
-    data = _encode(max(seqs) + 1, doc)  # serialise first: a bad document writes nothing
-    sync(store.set(_slot_keys(prefix, name)[target], Buffer.from_bytes(data)))
+    if seqs[target] >= 0 and isinstance(store, zarr.storage.LocalStore):
+        # A new file is far cheaper than one renamed over an old one on some file
+        # systems (ext4 flushes the new file's data first). Deleting the older
+        # slot first is safe: the newer slot stays readable all the while.
+        delete_key(store, keys[target])
+    set_bytes(store, keys[target], _encode_payload(max(seqs) + 1, payload))
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:

@@ -9,15 +9,19 @@ that run before the first byte is written.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.core.metadata.io import save_metadata
+from zarr.core.array_spec import ArrayConfig
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
@@ -25,6 +29,7 @@ from zsaver.savers._locks import DatasetLocks
 from zsaver.savers._records import read_store_record, write_store_record
 from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._staging import ChunkUpdate
+from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
 from zsaver.savers._validation import check_options, default_row_chunk
 
 #: Options passed on to ``zarr.create_array`` when the saver creates the array.
@@ -62,20 +67,96 @@ def _resolve_store(store: Any) -> tuple[Store, str]:
     )
 
 
+#: The stored metadata documents of an array, key -> bytes (None: no such key).
+MetadataDocs = dict[str, bytes | None]
+
+
 def _with_shape(arr: zarr.Array, shape: tuple[int, ...]) -> zarr.Array:
-    """A handle on the same array with ``shape`` in memory only (nothing written)."""
+    """A handle on the same array with ``shape`` in memory only (nothing written).
+
+    Only the shape differs, so the metadata and the array handle are copied
+    with the new shape set, rather than rebuilt: zarr would re-validate every
+    codec and rebuild the codec pipeline, which costs more than a small flush.
+    """
     inner = arr.async_array
-    resized = type(inner)(
-        metadata=inner.metadata.update_shape(shape),
-        store_path=inner.store_path,
-        config=inner.config,
-    )
+    metadata = copy.copy(inner.metadata)
+    object.__setattr__(metadata, "shape", tuple(int(x) for x in shape))
+    resized = copy.copy(inner)
+    object.__setattr__(resized, "metadata", metadata)
     return zarr.Array(resized)
 
 
-def _save_shape(arr: zarr.Array) -> None:
+class _MetadataEncoder:
+    """The metadata documents of an array as its shape changes (``zarr.json``; v2: two)."""
+
+    def __init__(self, arr: zarr.Array) -> None:
+        metadata = arr.async_array.metadata
+        # v3: one JSON document in which only "shape" changes; encode the rest once.
+        self._v3_doc = metadata.to_dict() if metadata.zarr_format == 3 else None
+
+    def docs(self, arr: zarr.Array) -> MetadataDocs:
+        metadata = arr.async_array.metadata
+        if self._v3_doc is None:
+            buffers = metadata.to_buffer_dict(default_buffer_prototype())
+            return {key: None if buf is None else buf.to_bytes() for key, buf in buffers.items()}
+        doc = dict(self._v3_doc, shape=list(metadata.shape))
+        # Encoded as zarr encodes it (zarr.core.metadata.v3.ArrayV3Metadata.to_buffer_dict).
+        text = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent"))
+        return {"zarr.json": text.encode()}
+
+
+def _metadata_docs(arr: zarr.Array) -> MetadataDocs:
+    """The metadata documents zarr writes for ``arr``."""
+    return _MetadataEncoder(arr).docs(arr)
+
+
+def _key(arr: zarr.Array, name: str) -> str:
+    path = arr.async_array.store_path.path
+    return f"{path}/{name}" if path else name
+
+
+def _read_docs(arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
+    """The metadata documents of ``arr`` as stored now."""
+    store = arr.async_array.store_path.store
+    return {key: get_bytes(store, _key(arr, key)) for key in keys}
+
+
+def _store_docs(arr: zarr.Array, docs: MetadataDocs) -> None:
+    store = arr.async_array.store_path.store
+    for key, doc in docs.items():
+        if doc is None:
+            delete_key(store, _key(arr, key))
+        else:
+            set_bytes(store, _key(arr, key), doc)
+
+
+def _save_shape(arr: zarr.Array, encoder: _MetadataEncoder) -> MetadataDocs:
+    """Write the metadata of ``arr`` (its new shape); returns the documents written."""
+    docs = encoder.docs(arr)
+    _store_docs(arr, docs)
+    return docs
+
+
+def _append_rows(
+    arr: zarr.Array, start: int, rows: np.ndarray, encoder: _MetadataEncoder
+) -> MetadataDocs:
+    """Write ``rows`` at ``start`` of ``arr``, then its shape; returns the documents written.
+
+    Data first, shape last: a crash in between leaves the old shape.
+    """
     inner = arr.async_array
-    sync(save_metadata(inner.store_path, inner.metadata))
+    # Appended rows are data, never "empty": writing their chunks unconditionally
+    # spares zarr comparing each with the fill value.
+    writer = type(inner)(
+        metadata=inner.metadata,
+        store_path=inner.store_path,
+        config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
+    )
+    docs = encoder.docs(arr)
+
+    sync(writer.setitem((slice(start, start + len(rows)),), rows))
+    _store_docs(arr, docs)
+    return docs
 
 
 def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -117,6 +198,29 @@ def _runs(ids: Sequence[int]) -> Iterator[tuple[int, int]]:
             start = prev = i
     if start is not None:
         yield start, prev + 1
+
+
+@dataclass
+class _TailChunk:
+    """The rows of a partial last chunk as written, and its file's bytes then.
+
+    Appenders and updaters of that chunk all hold the dataset lock, and any of
+    their writes changes the file: while its bytes are unchanged, ``rows`` is
+    its content and the next append can write the chunk whole without reading it.
+    """
+
+    index: int
+    rows: np.ndarray
+    store: Store
+    key: str
+    stored: bytes
+
+    def holds(self, index: int, n_rows: int) -> bool:
+        return (
+            index == self.index
+            and n_rows == len(self.rows)
+            and get_bytes(self.store, self.key) == self.stored
+        )
 
 
 class ZarrSaver(StagedSaver):
@@ -164,6 +268,19 @@ class ZarrSaver(StagedSaver):
     def _open_handles(self) -> None:
         self._locks = DatasetLocks(self._store, self.path)
         self._array: zarr.Array | None = None
+        # The metadata documents as stored when ``_array`` was last known current:
+        # while they are unchanged, nobody resized or replaced the array.
+        self._array_docs: MetadataDocs | None = None
+        # The rows of the partial last chunk as this saver wrote them.
+        self._tail: _TailChunk | None = None
+        # Stores with zarr's synchronous methods (LocalStore, MemoryStore, the shard
+        # stores) answer a small read in microseconds; through the event loop it
+        # costs a round trip per flush, so the last-chunk shortcut is kept to them.
+        self._sync_reads = callable(getattr(self._store, "get_sync", None))
+
+    def _stored_docs(self, arr: zarr.Array, keys: Sequence[str]) -> MetadataDocs:
+        """The metadata documents as stored now (call with the dataset lock held)."""
+        return _read_docs(arr, keys)
 
     # --- pickling: configuration only, handles reopen lazily -------------------
 
@@ -226,6 +343,20 @@ class ZarrSaver(StagedSaver):
             warnings.simplefilter("ignore")
             zarr.consolidate_metadata(self._store)
 
+    def flush(self) -> None:
+        """Write everything staged, then flush the store; once this returns it survives a SIGKILL.
+
+        Stores that buffer writes themselves (zsaver's shard stores with
+        ``write_direct=True``) have a ``flush()``: it is called too, so data
+        and records are durable when this returns, whatever the store.
+        """
+        if self._closed:
+            return
+        super().flush()
+        store_flush = getattr(self._store, "flush", None)
+        if callable(store_flush):
+            store_flush()
+
     @property
     def supports_records(self) -> bool:
         return True
@@ -234,7 +365,11 @@ class ZarrSaver(StagedSaver):
         return read_store_record(self._store, self.path, name)
 
     def write_record(self, name: str, doc: dict[str, Any] | None) -> None:
+        """Write record ``name`` durably (the store is flushed if it buffers writes)."""
         write_store_record(self._store, self.path, name, doc)
+        store_flush = getattr(self._store, "flush", None)
+        if callable(store_flush):
+            store_flush()
 
     # --- dataset handling ---------------------------------------------------------------
 
@@ -247,8 +382,11 @@ class ZarrSaver(StagedSaver):
             raise ShapeMismatchError(f"dataset {self.path!r} is zero-dimensional; it has no rows")
         return arr
 
-    def _adopt(self, arr: zarr.Array) -> None:
+    def _adopt(self, arr: zarr.Array, docs: MetadataDocs | None = None) -> None:
         self._array = arr
+        self._array_docs = docs
+        self._tail = None
+        self._encoder = _MetadataEncoder(arr)
         self._length = arr.shape[0]
         row_chunk = (arr.shards or arr.chunks)[0]
         self._spec = DatasetSpec(np.dtype(arr.dtype), tuple(arr.shape[1:]), int(row_chunk))
@@ -312,15 +450,26 @@ class ZarrSaver(StagedSaver):
 
     def _release(self) -> None:
         self._array = None
+        self._array_docs = None
+        self._tail = None
         self._spec = None
 
     def _fresh(self) -> zarr.Array:
-        """The array as stored now; call with the dataset lock held."""
+        """The array as stored now; call with the dataset lock held.
+
+        Every saver changes the metadata only under the dataset lock, so when
+        the stored documents are byte-identical to the ones our handle was
+        made from, the handle is current: a small read instead of a reopen.
+        """
+        if self._array is not None and self._array_docs is not None:
+            if self._stored_docs(self._array, list(self._array_docs)) == self._array_docs:
+                return self._array
         arr = self._open()
         if arr is None:
             raise DatasetNotFoundError(f"dataset {self.path!r} was deleted while being written")
         before = self._spec
         self._adopt(arr)
+        self._array_docs = self._stored_docs(arr, list(self._encoder.docs(arr)))
         if before is not None and (before.dtype, before.row_shape) != (
             self._spec.dtype,
             self._spec.row_shape,
@@ -360,21 +509,46 @@ class ZarrSaver(StagedSaver):
             # under its chunk lock. Chunks past the old end belong to us alone.
             head = [start // chunk] if start % chunk else []
             with self._locks.chunks(head):
-                grown[start:end] = self._rows.view(count)
-            # Data first, shape last: a crash in between leaves the old shape.
-            _save_shape(grown)
+                first, rows = start, self._rows.view(count)
+                tail = self._tail
+                if head and tail is not None and tail.holds(start // chunk, start - head[0] * chunk):
+                    # The head chunk is as we left it: write it whole from memory,
+                    # which spares zarr reading and decoding it back.
+                    first, rows = head[0] * chunk, np.concatenate([tail.rows, rows])
+                self._tail = None
+                self._array_docs = _append_rows(grown, first, rows, self._encoder)
+                self._tail = self._keep_tail(grown, first, rows)
             self._array, self._length = grown, end
         self._rows.consume(count)
 
+    def _keep_tail(self, arr: zarr.Array, first: int, rows: np.ndarray) -> _TailChunk | None:
+        """The partial last chunk just written, if we hold all its rows and can check its file."""
+        assert self._spec is not None
+        chunk = self._spec.row_chunk
+        end = first + len(rows)
+        tail_start = end - end % chunk
+        if not self._sync_reads or end % chunk == 0 or tail_start < first:
+            return None
+        grid = arr.shards or arr.chunks
+        if tuple(grid[1:]) != tuple(arr.shape[1:]):  # several chunk files per row chunk
+            return None
+        key = _key(arr, arr.async_array.metadata.encode_chunk_key((end // chunk,) + (0,) * (arr.ndim - 1)))
+        stored = get_bytes(self._store, key)
+        if stored is None:
+            return None
+        rows_kept = np.array(rows[tail_start - first :], copy=True)
+        return _TailChunk(end // chunk, rows_kept, self._store, key, stored)
+
     def _grow_to(self, n_rows: int) -> None:
         assert self._spec is not None
+        self._tail = None
         with self._locks.dataset():
             arr = self._fresh()
             if n_rows <= self._length:
                 return
             grown = _with_shape(arr, (n_rows, *self._spec.row_shape))
             self._fill(grown, self._length, n_rows, skip=set())
-            _save_shape(grown)
+            self._array_docs = _save_shape(grown, self._encoder)
             self._array, self._length = grown, n_rows
 
     def _fill(self, arr: zarr.Array, start: int, end: int, skip: set[int]) -> None:
@@ -392,6 +566,7 @@ class ZarrSaver(StagedSaver):
 
     def _write_updates(self) -> None:
         assert self._spec is not None
+        self._tail = None
         chunk = self._spec.row_chunk
         groups = list(self._updates.by_chunk(chunk))
         needed = self._updates.max_position + 1
@@ -413,7 +588,7 @@ class ZarrSaver(StagedSaver):
             for batch in _batches(groups, self._spec, budget=WRITE_BATCH_BYTES):
                 self._merge_batch(grown, batch, length, end)
             if end > length:
-                _save_shape(grown)
+                self._array_docs = _save_shape(grown, self._encoder)
             self._array, self._length = grown, end
         finally:
             if held:

@@ -9,11 +9,64 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from zsaver.errors import UnpicklableError
+
 EXECUTOR_NAMES = ("serial", "threads", "processes")
+
+
+def _call_pickled(payload: bytes, result_name: str) -> bytes:
+    """Run a call pickled by the driver; return its result pickled (in a worker process)."""
+    fn, args = pickle.loads(payload)
+    result = fn(*args)
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise UnpicklableError(
+            f"{result_name} cannot be pickled to send {'them' if result_name.endswith('s') else 'it'} "
+            f"back from the worker process: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _pickle_call(fn: Callable[..., Any], args: tuple[Any, ...], names: Sequence[str] | None) -> bytes:
+    """The pickled call, or UnpicklableError naming the first part that does not pickle."""
+    try:
+        return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        parts = [(getattr(fn, "__qualname__", repr(fn)), fn), *zip(names or [f"argument {i}" for i in range(len(args))], args, strict=False)]
+        for name, part in parts:
+            try:
+                pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as part_exc:
+                raise UnpicklableError(
+                    f"{name} cannot be pickled to send it to the worker processes: "
+                    f"{type(part_exc).__name__}: {part_exc} (a process pool needs functions and classes "
+                    "defined at the top level of an importable module, not in __main__ of an "
+                    "interactive session, a notebook cell or a function)"
+                ) from exc
+        raise UnpicklableError(
+            f"the call cannot be pickled to send it to the worker processes: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _unpickle_into(outer: cf.Future, inner: cf.Future) -> None:
+    if inner.cancelled():
+        outer.cancel()
+        return
+    if not outer.set_running_or_notify_cancel():
+        return
+    exc = inner.exception()
+    if exc is not None:
+        outer.set_exception(exc)
+        return
+    try:
+        outer.set_result(pickle.loads(inner.result()))
+    except BaseException as load_exc:
+        outer.set_exception(load_exc)
 
 
 class SerialExecutor(cf.Executor):
@@ -66,6 +119,8 @@ class ExecutorHandle:
         self.in_process = False  # do tasks run in the driver process?
         self._owned = False  # do we shut it down?
         self._make_pool: Callable[[], cf.Executor] | None = None
+        # Calls to process pools are pickled here, in the driver (see ``submit``).
+        self.pickles_in_driver = False
         validate_executor(executor, n_workers)
         if isinstance(executor, str):
             name = executor.strip().lower()
@@ -83,6 +138,7 @@ class ExecutorHandle:
                 workers = self.n_workers
                 self._make_pool = lambda: cf.ProcessPoolExecutor(workers)
                 self._pool = self._make_pool()
+                self.pickles_in_driver = True
         elif _looks_like_dask_client(executor):
             from zsaver.tasks._dask import DaskExecutor
 
@@ -97,13 +153,38 @@ class ExecutorHandle:
                 # A broken pool cannot be repaired; replace it with a like one we own.
                 workers, ctx = self.n_workers, getattr(executor, "_mp_context", None)
                 self._make_pool = lambda: cf.ProcessPoolExecutor(workers, mp_context=ctx)
+                self.pickles_in_driver = True
 
     @property
     def client(self) -> Any:
         """The dask Client, when the executor is one."""
         return self._pool.client if self.is_dask else None
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future:
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        names: Sequence[str] | None = None,
+        result_name: str = "the result",
+    ) -> cf.Future:
+        """Submit ``fn(*args)``; ``names`` name the arguments in pickling errors.
+
+        For process pools the call is pickled here and the result in the
+        worker: a part that does not pickle raises UnpicklableError at once,
+        naming it. Left to the pool's feeder thread, such an error fails the
+        future late, and a shutdown that cancels futures then waits forever
+        for the call that never reached a worker (CPython's pool forgets it).
+        """
+        if self.pickles_in_driver:
+            payload = _pickle_call(fn, args, names)
+            inner = self._submit(_call_pickled, payload, result_name)
+            outer: cf.Future = cf.Future()
+            inner.add_done_callback(lambda done: _unpickle_into(outer, done))
+            return outer
+        return self._submit(fn, *args)
+
+    def _submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future:
         try:
             return self._pool.submit(fn, *args)
         except cf.BrokenExecutor:

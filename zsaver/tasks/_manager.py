@@ -366,11 +366,16 @@ class _Run:
             )
 
     def _submit(self, handle: ExecutorHandle, batch: _Batch) -> cf.Future:
+        span = f"items {batch.start}..{batch.start + len(batch.items) - 1}"
+        names = (f"the task {_task_name(self.manager.task)} (or its task_kwargs)", "the start index",
+                 f"one of {span}", "the worker's saver")
+        result_name = f"the results of {span}"
         if self.worker_write is not None:
             write = self.worker_write
             self._reserve(write.row_base + (batch.start + len(batch.items)) * self.k)
-            return handle.submit(run_batch, self.job, batch.start, batch.items, write)
-        return handle.submit(run_batch, self.job, batch.start, batch.items)
+            return handle.submit(run_batch, self.job, batch.start, batch.items, write,
+                                 names=names, result_name=result_name)
+        return handle.submit(run_batch, self.job, batch.start, batch.items, names=names, result_name=result_name)
 
     def _reserve(self, end_row: int) -> None:
         """Grow the dataset before workers write up to ``end_row`` (all rows at once when the count is known)."""
@@ -526,6 +531,12 @@ class _Run:
                 self.saver.consolidate()
                 self.report.consolidations += 1
         self.report.results = self.results
+
+
+def _task_name(task: Any) -> str:
+    fn = getattr(task, "fn", task)  # a plain function wrapped as a Task
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{getattr(fn, '__module__', '?')}.{name}"
 
 
 def _head(outcome: BatchOutcome, n: int, k: int) -> BatchOutcome:
