@@ -355,5 +355,6 @@ def test_zarr_sharding_options_round_trip(tmp_path: Path, shards: Any) -> None:
         rebuilt.save(MORE)
     arr = zarr.open_array(LocalStore(tmp_path / "s.zarr"), path="x")
     location = "start" if isinstance(shards, dict) else "end"
-    assert arr.shards == (8, 2) and arr.metadata.codecs[0].index_location.value == location
+    index_location = arr.metadata.codecs[0].index_location  # an enum before zarr 3.4, a str since
+    assert arr.shards == (8, 2) and getattr(index_location, "value", index_location) == location
     np.testing.assert_array_equal(arr[:], np.concatenate([ROWS, MORE]))

@@ -9,7 +9,6 @@ that run before the first byte is written.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import warnings
@@ -74,15 +73,16 @@ MetadataDocs = dict[str, bytes | None]
 def _with_shape(arr: zarr.Array, shape: tuple[int, ...]) -> zarr.Array:
     """A handle on the same array with ``shape`` in memory only (nothing written).
 
-    Only the shape differs, so the metadata and the array handle are copied
-    with the new shape set, rather than rebuilt: zarr would re-validate every
-    codec and rebuild the codec pipeline, which costs more than a small flush.
+    Built through zarr's own ``update_shape`` and constructor: newer zarr keeps
+    state derived from the shape (the chunk grid) beside the metadata, so
+    patching the shape of a copied handle would leave that state stale.
     """
     inner = arr.async_array
-    metadata = copy.copy(inner.metadata)
-    object.__setattr__(metadata, "shape", tuple(int(x) for x in shape))
-    resized = copy.copy(inner)
-    object.__setattr__(resized, "metadata", metadata)
+    resized = type(inner)(
+        metadata=inner.metadata.update_shape(tuple(int(x) for x in shape)),
+        store_path=inner.store_path,
+        config=inner.config,
+    )
     return zarr.Array(resized)
 
 
