@@ -121,8 +121,10 @@ def test_appended_rows_survive_sigkill_after_flush(tmp_path: Path, kind: str) ->
         location = tmp_path / f"t{trial}.{'zarr' if kind == 'zarr' else 'h5'}"
         flushed_round, flushed_rows = run_and_kill(kind, location, "append", random.randint(0, 2))
         got = read(kind, location)
-        full = expected_rows(flushed_round + 2)
-        assert got.shape[0] >= flushed_rows
+        # The child keeps going until the kill lands: allow many later rounds (a round
+        # takes about a millisecond), each of which an uninterrupted run writes too.
+        full = expected_rows(flushed_round + 500)
+        assert flushed_rows <= got.shape[0] <= full.shape[0]
         # every row present is the row an uninterrupted run writes there
         np.testing.assert_array_equal(got, full[: got.shape[0]])
 
