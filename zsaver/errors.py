@@ -78,6 +78,10 @@ class ResumeMismatchError(ZsaverError, ValueError):
     """Completion records exist for a different set of items."""
 
 
+class WorkerDiedError(ZsaverError, RuntimeError):
+    """A worker process died (os._exit, a segfault) while processing an item."""
+
+
 class TaskError(ZsaverError, RuntimeError):
     """A task raised while processing an item.
 

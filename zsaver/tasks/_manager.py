@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from zsaver.errors import ResumeMismatchError, TaskError
+from zsaver.errors import ResumeMismatchError, TaskError, WorkerDiedError
 from zsaver.savers.base import Saver, normalize_approach
 from zsaver.tasks._batch import (
     BatchJob,
@@ -38,10 +38,6 @@ from zsaver.tasks._writer import RowWriter, concat_rows, positions_of, saver_len
 
 ON_ERROR = ("raise", "skip")
 WRITE_MODES = ("driver", "workers")
-
-
-class WorkerDiedError(RuntimeError):
-    """Stands for a worker process that died while processing an item (in failures)."""
 
 
 @dataclass
