@@ -17,8 +17,8 @@ from typing import Any
 
 from zsaver.errors import StoreConfigError
 from zsaver.stores._layout import TEMP_SUFFIX, TOMBSTONE_SUFFIX, normalize_chunks_per_shard
+from zsaver.stores._listing import walk_keys
 from zsaver.stores._marker import (
-    BOOKKEEPING,
     JOURNAL_NAME,
     LOCKS_DIR,
     MARKER_NAME,
@@ -131,16 +131,10 @@ def _open(root: Path, kind: str, cps: Any, *, write_marker: bool = True) -> Shar
 def _shards(store: ShardedStoreBase) -> list[tuple[str, str, str]]:
     """(array path, shard path relative to it, shard file key) of every shard of ``store``."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(store._root):
-        rel_dir = os.path.relpath(dirpath, store._root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir
-        if rel_dir == "":
-            dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
-        for name in filenames:
-            key = f"{rel_dir}/{name}" if rel_dir else name
-            if store._shard_members(key) is not None:
-                prefix = _array_of(store, key)
-                found.append((prefix, key[len(prefix) + 1 :] if prefix else key, key))
+    for _, _, key in walk_keys(store._root):
+        if store._shard_members(key) is not None:
+            prefix = _array_of(store, key)
+            found.append((prefix, key[len(prefix) + 1 :] if prefix else key, key))
     return sorted(found)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from zsaver.stores._layout import (
@@ -32,6 +33,23 @@ def _remove_if_stale(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def walk_keys(root: str, top: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(directory path, file name, key relative to ``root``) of every file below ``top``.
+
+    ``top`` defaults to ``root``; the store's bookkeeping (marker, journal, lock
+    directory) at the root is skipped, so only zarr keys and shard files come out.
+    """
+    for dirpath, dirnames, filenames in os.walk(top or root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        if rel_dir == "":
+            dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
+        for name in filenames:
+            if rel_dir == "" and name in BOOKKEEPING:
+                continue
+            yield dirpath, name, f"{rel_dir}/{name}" if rel_dir else name
 
 
 class ShardListingMixin:
@@ -68,25 +86,17 @@ class ShardListingMixin:
         loose: set[str] = set()
         in_shards: set[str] = set()
         tombstones: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(self._path(base)):
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if rel_dir == "":
-                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
-            for name in filenames:
-                if rel_dir == "" and name in BOOKKEEPING:
-                    continue
-                key = f"{rel_dir}/{name}" if rel_dir else name
-                if name.endswith(TEMP_SUFFIX):
-                    continue
-                if name.endswith(TOMBSTONE_SUFFIX):
-                    tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
-                    continue
-                members = self._shard_members(key)
-                if members is None:
-                    loose.add(key)
-                else:
-                    in_shards.update(members)
+        for _, name, key in walk_keys(self._root, self._path(base)):
+            if name.endswith(TEMP_SUFFIX):
+                continue
+            if name.endswith(TOMBSTONE_SUFFIX):
+                tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
+                continue
+            members = self._shard_members(key)
+            if members is None:
+                loose.add(key)
+            else:
+                in_shards.update(members)
         if self._buffer:
             with self._buffer_lock:
                 # chunks buffered by write_direct count as loose until flushed into their shard
@@ -188,21 +198,15 @@ class ShardListingMixin:
     def _plan(self) -> dict[tuple[str, str], list[str]]:
         """Loose chunk keys and tombstoned keys, grouped by (array path, shard)."""
         plan: dict[tuple[str, str], list[str]] = {}
-        for dirpath, dirnames, filenames in os.walk(self._root):
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if rel_dir == "":
-                dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
-            for name in filenames:
-                if name.endswith(TEMP_SUFFIX):
-                    _remove_if_stale(os.path.join(dirpath, name))
-                    continue
-                if name in METADATA_NAMES:
-                    continue
-                key = f"{rel_dir}/{name}" if rel_dir else name
-                key = key.removesuffix(TOMBSTONE_SUFFIX)
-                ref = self._chunk_ref(key)
-                if ref is not None:
-                    plan.setdefault((ref.prefix, ref.shard_rel), []).append(key)
+        for dirpath, name, key in walk_keys(self._root):
+            if name.endswith(TEMP_SUFFIX):
+                _remove_if_stale(os.path.join(dirpath, name))
+                continue
+            if name in METADATA_NAMES:
+                continue
+            key = key.removesuffix(TOMBSTONE_SUFFIX)
+            ref = self._chunk_ref(key)
+            if ref is not None:
+                plan.setdefault((ref.prefix, ref.shard_rel), []).append(key)
         return plan
 
