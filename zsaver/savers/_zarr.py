@@ -353,6 +353,9 @@ class ZarrSaver(StagedSaver):
         if self._closed:
             return
         super().flush()
+        self._flush_store()
+
+    def _flush_store(self) -> None:
         store_flush = getattr(self._store, "flush", None)
         if callable(store_flush):
             store_flush()
@@ -367,9 +370,7 @@ class ZarrSaver(StagedSaver):
     def write_record(self, name: str, doc: dict[str, Any] | None) -> None:
         """Write record ``name`` durably (the store is flushed if it buffers writes)."""
         write_store_record(self._store, self.path, name, doc)
-        store_flush = getattr(self._store, "flush", None)
-        if callable(store_flush):
-            store_flush()
+        self._flush_store()
 
     # --- dataset handling ---------------------------------------------------------------
 
