@@ -24,6 +24,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
+from zsaver.savers._chunk_writer import ChunkWriter
 from zsaver.savers._locks import DatasetLocks
 from zsaver.savers._records import read_store_record, write_store_record
 from zsaver.savers._session import DatasetSpec, StagedSaver
@@ -138,25 +139,34 @@ def _save_shape(arr: zarr.Array, encoder: _MetadataEncoder) -> MetadataDocs:
 
 
 def _append_rows(
-    arr: zarr.Array, start: int, rows: np.ndarray, encoder: _MetadataEncoder
-) -> MetadataDocs:
-    """Write ``rows`` at ``start`` of ``arr``, then its shape; returns the documents written.
+    arr: zarr.Array,
+    start: int,
+    rows: np.ndarray,
+    encoder: _MetadataEncoder,
+    writer: ChunkWriter | None,
+) -> tuple[MetadataDocs, bytes | None]:
+    """Write ``rows`` at ``start`` of ``arr``, then its shape.
 
-    Data first, shape last: a crash in between leaves the old shape.
+    Returns the documents written and, when ``writer`` wrote the chunks, the
+    stored bytes of the last one. Data first, shape last: a crash in between
+    leaves the old shape.
     """
-    inner = arr.async_array
-    # Appended rows are data, never "empty": writing their chunks unconditionally
-    # spares zarr comparing each with the fill value.
-    writer = type(inner)(
-        metadata=inner.metadata,
-        store_path=inner.store_path,
-        config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
-    )
     docs = encoder.docs(arr)
-
-    sync(writer.setitem((slice(start, start + len(rows)),), rows))
+    last_chunk: bytes | None = None
+    if writer is not None and writer.fits(start, len(rows)):
+        last_chunk = writer.write(start, rows)
+    else:
+        inner = arr.async_array
+        # Appended rows are data, never "empty": writing their chunks unconditionally
+        # spares zarr comparing each with the fill value.
+        unconditional = type(inner)(
+            metadata=inner.metadata,
+            store_path=inner.store_path,
+            config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
+        )
+        sync(unconditional.setitem((slice(start, start + len(rows)),), rows))
     _store_docs(arr, docs)
-    return docs
+    return docs, last_chunk
 
 
 def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -273,6 +283,7 @@ class ZarrSaver(StagedSaver):
         self._array_docs: MetadataDocs | None = None
         # The rows of the partial last chunk as this saver wrote them.
         self._tail: _TailChunk | None = None
+        self._chunk_writer: ChunkWriter | None = None
         # Stores with zarr's synchronous methods (LocalStore, MemoryStore, the shard
         # stores) answer a small read in microseconds; through the event loop it
         # costs a round trip per flush, so the last-chunk shortcut is kept to them.
@@ -388,6 +399,7 @@ class ZarrSaver(StagedSaver):
         self._array_docs = docs
         self._tail = None
         self._encoder = _MetadataEncoder(arr)
+        self._chunk_writer = ChunkWriter.for_array(arr)
         self._length = arr.shape[0]
         row_chunk = (arr.shards or arr.chunks)[0]
         self._spec = DatasetSpec(np.dtype(arr.dtype), tuple(arr.shape[1:]), int(row_chunk))
@@ -453,6 +465,7 @@ class ZarrSaver(StagedSaver):
         self._array = None
         self._array_docs = None
         self._tail = None
+        self._chunk_writer = None
         self._spec = None
 
     def _fresh(self) -> zarr.Array:
@@ -517,13 +530,21 @@ class ZarrSaver(StagedSaver):
                     # which spares zarr reading and decoding it back.
                     first, rows = head[0] * chunk, np.concatenate([tail.rows, rows])
                 self._tail = None
-                self._array_docs = _append_rows(grown, first, rows, self._encoder)
-                self._tail = self._keep_tail(grown, first, rows)
+                self._array_docs, last_chunk = _append_rows(
+                    grown, first, rows, self._encoder, self._chunk_writer
+                )
+                self._tail = self._keep_tail(grown, first, rows, last_chunk)
             self._array, self._length = grown, end
         self._rows.consume(count)
 
-    def _keep_tail(self, arr: zarr.Array, first: int, rows: np.ndarray) -> _TailChunk | None:
-        """The partial last chunk just written, if we hold all its rows and can check its file."""
+    def _keep_tail(
+        self, arr: zarr.Array, first: int, rows: np.ndarray, stored: bytes | None
+    ) -> _TailChunk | None:
+        """The partial last chunk just written, if we hold all its rows and can check its file.
+
+        ``stored`` is that chunk's stored bytes when the saver wrote it itself;
+        otherwise they are read back.
+        """
         assert self._spec is not None
         chunk = self._spec.row_chunk
         end = first + len(rows)
@@ -534,7 +555,8 @@ class ZarrSaver(StagedSaver):
         if tuple(grid[1:]) != tuple(arr.shape[1:]):  # several chunk files per row chunk
             return None
         key = _key(arr, arr.async_array.metadata.encode_chunk_key((end // chunk,) + (0,) * (arr.ndim - 1)))
-        stored = get_bytes(self._store, key)
+        if stored is None:
+            stored = get_bytes(self._store, key)
         if stored is None:
             return None
         rows_kept = np.array(rows[tail_start - first :], copy=True)
