@@ -10,6 +10,7 @@ Prints medians of ``--repeats`` runs and ratios. ``--quick`` shrinks the workloa
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -90,6 +91,7 @@ def update_raw_h5py(d: Path, idx: np.ndarray, rows: np.ndarray) -> None:
 
 
 def timed(fn: Callable[[], None]) -> float:
+    os.sync()  # no dirty pages of the previous run to flush during this one
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t

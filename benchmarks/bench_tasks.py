@@ -104,6 +104,7 @@ def median_seconds(fn: Callable[[Path], None], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
+            os.sync()  # start each run with no dirty pages left by the previous one
             t0 = time.perf_counter()
             fn(Path(tmp) / "store")
             times.append(time.perf_counter() - t0)

@@ -95,12 +95,15 @@ class _MetadataEncoder:
         # v3: one JSON document in which only "shape" changes; encode the rest once.
         self._v3_doc = metadata.to_dict() if metadata.zarr_format == 3 else None
 
-    def docs(self, arr: zarr.Array) -> MetadataDocs:
+    def docs(self, arr: zarr.Array, shape: Sequence[int] | None = None) -> MetadataDocs:
+        """The documents of ``arr``, or of ``arr`` with ``shape`` (v3 needs no new handle)."""
         metadata = arr.async_array.metadata
         if self._v3_doc is None:
+            if shape is not None and tuple(shape) != tuple(metadata.shape):
+                metadata = metadata.update_shape(tuple(shape))
             buffers = metadata.to_buffer_dict(default_buffer_prototype())
             return {key: None if buf is None else buf.to_bytes() for key, buf in buffers.items()}
-        doc = dict(self._v3_doc, shape=list(metadata.shape))
+        doc = dict(self._v3_doc, shape=list(metadata.shape if shape is None else shape))
         # Encoded as zarr encodes it (zarr.core.metadata.v3.ArrayV3Metadata.to_buffer_dict).
         text = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent"))
         return {"zarr.json": text.encode()}
@@ -142,21 +145,25 @@ def _append_rows(
     arr: zarr.Array,
     start: int,
     rows: np.ndarray,
+    shape: tuple[int, ...],
     encoder: _MetadataEncoder,
     writer: ChunkWriter | None,
-) -> tuple[MetadataDocs, bytes | None]:
-    """Write ``rows`` at ``start`` of ``arr``, then its shape.
+) -> tuple[MetadataDocs, zarr.Array | None, bytes | None]:
+    """Write ``rows`` at ``start`` of ``arr``, then its new ``shape``.
 
-    Returns the documents written and, when ``writer`` wrote the chunks, the
-    stored bytes of the last one. Data first, shape last: a crash in between
-    leaves the old shape.
+    Returns the documents written, a handle with the new shape if one was
+    needed (zarr wrote the rows; None otherwise), and, when ``writer`` wrote
+    the chunks, the stored bytes of the last one. Data first, shape last: a
+    crash in between leaves the old shape.
     """
-    docs = encoder.docs(arr)
+    docs = encoder.docs(arr, shape)
+    grown: zarr.Array | None = None
     last_chunk: bytes | None = None
     if writer is not None and writer.fits(start, len(rows)):
         last_chunk = writer.write(start, rows)
     else:
-        inner = arr.async_array
+        grown = _with_shape(arr, shape)
+        inner = grown.async_array
         # Appended rows are data, never "empty": writing their chunks unconditionally
         # spares zarr comparing each with the fill value.
         unconditional = type(inner)(
@@ -166,7 +173,7 @@ def _append_rows(
         )
         sync(unconditional.setitem((slice(start, start + len(rows)),), rows))
     _store_docs(arr, docs)
-    return docs, last_chunk
+    return docs, grown, last_chunk
 
 
 def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -468,15 +475,21 @@ class ZarrSaver(StagedSaver):
         self._chunk_writer = None
         self._spec = None
 
-    def _fresh(self) -> zarr.Array:
+    def _fresh(self, exact_shape: bool = True) -> zarr.Array:
         """The array as stored now; call with the dataset lock held.
 
         Every saver changes the metadata only under the dataset lock, so when
         the stored documents are byte-identical to the ones our handle was
-        made from, the handle is current: a small read instead of a reopen.
+        last known current with, the handle is current: a small read instead
+        of a reopen. After an append the handle may still carry the old
+        length (building one costs more than the append's own metadata
+        write); ``exact_shape=False`` accepts that, otherwise it is rebuilt.
         """
         if self._array is not None and self._array_docs is not None:
             if self._stored_docs(self._array, list(self._array_docs)) == self._array_docs:
+                if exact_shape and self._array.shape[0] != self._length:
+                    assert self._spec is not None
+                    self._array = _with_shape(self._array, (self._length, *self._spec.row_shape))
                 return self._array
         arr = self._open()
         if arr is None:
@@ -512,13 +525,12 @@ class ZarrSaver(StagedSaver):
         staged = len(self._rows)
         chunk = self._spec.row_chunk
         with self._locks.dataset():
-            arr = self._fresh()
+            arr = self._fresh(exact_shape=False)
             start = self._length
             count = staged if final else staged - (start + staged) % chunk
             if count <= 0:
                 return
             end = start + count
-            grown = _with_shape(arr, (end, *self._spec.row_shape))
             # The head chunk may hold rows others update: read-modify-write it
             # under its chunk lock. Chunks past the old end belong to us alone.
             head = [start // chunk] if start % chunk else []
@@ -530,11 +542,12 @@ class ZarrSaver(StagedSaver):
                     # which spares zarr reading and decoding it back.
                     first, rows = head[0] * chunk, np.concatenate([tail.rows, rows])
                 self._tail = None
-                self._array_docs, last_chunk = _append_rows(
-                    grown, first, rows, self._encoder, self._chunk_writer
+                self._array_docs, grown, last_chunk = _append_rows(
+                    arr, first, rows, (end, *self._spec.row_shape), self._encoder, self._chunk_writer
                 )
-                self._tail = self._keep_tail(grown, first, rows, last_chunk)
-            self._array, self._length = grown, end
+                self._tail = self._keep_tail(arr, first, rows, last_chunk)
+            # Without a new handle, ``_fresh`` makes one when a caller needs the shape.
+            self._array, self._length = grown or arr, end
         self._rows.consume(count)
 
     def _keep_tail(
