@@ -1,8 +1,5 @@
-"""LRUStoreCache: zarr's StoreTests, eviction by bytes, invalidation and the listing cache.
-
-Skipped: the synchronous-protocol tests (``test_get_sync`` etc.), because LRUStoreCache
-does not implement zarr's optional SupportsGetSync/SupportsSetSync/SupportsDeleteSync.
-"""
+"""LRUStoreCache: zarr's StoreTests (the synchronous protocol included), eviction by
+bytes, invalidation and the listing cache."""
 
 from __future__ import annotations
 
@@ -208,3 +205,20 @@ def test_zarr_array_reads_hit_the_cache_in_front_of_a_slow_store() -> None:
 def test_bad_max_size_is_refused(max_size: Any) -> None:
     with pytest.raises(StoreConfigError, match="max_size must be an int >= 0"):
         LRUStoreCache(MemoryStore(), max_size)
+
+
+def test_sync_methods_use_the_cache_and_the_wrapped_stores_async_api() -> None:
+    """CountingStore has no get_sync: the cache's get_sync reaches it through zarr's loop."""
+    cache, inner = _cache()
+    assert not hasattr(inner, "get_sync")
+    sync(inner.set("a", buf(b"abc")))
+    assert cache.get_sync("a").to_bytes() == b"abc"
+    assert cache.get_sync("a").to_bytes() == b"abc"
+    assert (inner.gets, cache.hits, cache.misses) == (1, 1, 1)
+    cache.set_sync("b", buf(b"new"))
+    assert cache.get_sync("b").to_bytes() == b"new" and inner.gets == 1  # remembered on write
+    assert sync(inner.get("b", PROTO)).to_bytes() == b"new"  # and written through
+    cache.delete_sync("b")
+    assert cache.get_sync("b") is None and sync(inner.get("b", PROTO)) is None
+    with pytest.raises(ValueError):
+        cache.with_read_only(True).set_sync("c", buf(b"x"))

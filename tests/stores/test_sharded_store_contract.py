@@ -4,9 +4,8 @@ The fixture store mounts ``a/b`` on its own store and shards array ``foo`` along
 first chunk dimension, so the generic tests' keys (``foo/c/1``, ``foo/0/0``,
 ``a/b/zarr.json``...) really travel through the routing.
 
-Skipped: ``test_get_sync``, ``test_set_sync``, ``test_delete_sync`` and friends, because
-ShardedStore does not implement zarr's optional synchronous protocol (SupportsGetSync
-etc.); zarr then uses the async methods tested here.
+Nothing is skipped: ShardedStore also implements zarr's optional synchronous protocol
+(``get_sync``, ``set_sync``, ``delete_sync``), over components with or without it.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pytest
 from routing_helpers import MemoryShards
 from zarr.abc.store import Store
 from zarr.core.buffer import Buffer, cpu
-from zarr.storage import LocalStore, MemoryStore
+from zarr.storage import LocalStore, MemoryStore, ZipStore
 from zarr.testing.store import StoreTests
 
 from zsaver.stores import ShardedStore, StoreTemplate
@@ -109,3 +108,22 @@ class TestShardedStoreOnDisk(StoreTests[ShardedStore, cpu.Buffer]):
 
     def test_store_supports_listing(self, store: ShardedStore) -> None:
         assert store.supports_listing
+
+
+def test_sync_methods_route_to_components_with_and_without_them(tmp_path: Path) -> None:
+    """A mount without zarr's synchronous protocol (ZipStore) is reached through zarr's loop."""
+    zip_store = ZipStore(tmp_path / "m.zip", mode="w")
+    assert not hasattr(zip_store, "set_sync")
+    store = ShardedStore(base=MemoryStore(), mounts={"m": zip_store},
+                         array_shards={"foo": (1, MemoryShards())})
+    value = cpu.Buffer.from_bytes(b"payload")
+    for key in ("m/x/zarr.json", "foo/c/3/0", "top/zarr.json"):
+        store.set_sync(key, value)
+        assert store.get_sync(key).to_bytes() == b"payload"
+    assert zip_store._zf.read("x/zarr.json") == b"payload"  # type: ignore[union-attr]
+    assert "foo/c/3/0" in store.array_shards["foo"].factory.stores[(3,)]._store_dict  # type: ignore[attr-defined]
+    store.delete_sync("foo/c/3/0")
+    assert store.get_sync("foo/c/3/0") is None
+    with pytest.raises(ValueError):
+        store.with_read_only(True).set_sync("top/zarr.json", value)
+    zip_store.close()

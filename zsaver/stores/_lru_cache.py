@@ -18,6 +18,8 @@ from zarr.storage._utils import _normalize_byte_range_index
 
 from zsaver._config import to_config, validate_config
 from zsaver.errors import StoreConfigError
+from zsaver.stores import _sync_io as sync_io
+from zsaver.stores._sync_io import ensure_open_sync
 
 __all__ = ["LRUStoreCache"]
 
@@ -260,18 +262,40 @@ class LRUStoreCache(Store):
 
     # --- reads ------------------------------------------------------------------------
 
+    def _cached(self, key: str, byte_range: ByteRequest | None, prototype: BufferPrototype) -> Buffer | None:
+        """The cached value (counted as a hit), or None (counted as a miss)."""
+        cached = self._lookup(key, byte_range)
+        if cached is None:
+            self._c.misses += 1
+            return None
+        self._c.hits += 1
+        return prototype.buffer.from_buffer(cached)
+
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        cached = self._lookup(key, byte_range)
+        cached = self._cached(key, byte_range, prototype)
         if cached is not None:
-            self._c.hits += 1
-            return prototype.buffer.from_buffer(cached)
-        self._c.misses += 1
+            return cached
         await self._ensure_open()
         generation = self._c.generation
         value = await self._store.get(key, prototype, byte_range)
+        if value is not None:
+            self._remember((key, byte_range), value, generation)
+        return value
+
+    def get_sync(
+        self, key: str, *, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        """``get`` without the event loop (zarr's optional synchronous protocol)."""
+        prototype = prototype or default_buffer_prototype()
+        cached = self._cached(key, byte_range, prototype)
+        if cached is not None:
+            return cached
+        ensure_open_sync(self)
+        generation = self._c.generation
+        value = sync_io.get_sync(self._store, key, prototype, byte_range)
         if value is not None:
             self._remember((key, byte_range), value, generation)
         return value
@@ -303,6 +327,15 @@ class LRUStoreCache(Store):
         self._check_writable()
         await self._ensure_open()
         await self._store.set(key, value)
+        self._after_set(key, value)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        ensure_open_sync(self)
+        sync_io.set_sync(self._store, key, value)
+        self._after_set(key, value)
+
+    def _after_set(self, key: str, value: Buffer) -> None:
         self._forget_key(key)
         self._remember((key, None), value)
         self.invalidate_keys()
@@ -317,6 +350,12 @@ class LRUStoreCache(Store):
     async def delete(self, key: str) -> None:
         self._check_writable()
         await self._store.delete(key)
+        self._forget_key(key)
+        self.invalidate_keys()
+
+    def delete_sync(self, key: str) -> None:
+        self._check_writable()
+        sync_io.delete_sync(self._store, key)
         self._forget_key(key)
         self.invalidate_keys()
 

@@ -22,7 +22,9 @@ from zarr.core.sync import sync
 
 from zsaver._config import to_config, validate_config
 from zsaver.errors import ConfigError, StoreConfigError
+from zsaver.stores import _sync_io as sync_io
 from zsaver.stores._shard_factories import MappedShardFactory, ShardFactory, StoreTable
+from zsaver.stores._sync_io import ensure_open_sync
 
 __all__ = ["ArrayShards", "ShardedStore", "chunk_key_to_indices"]
 
@@ -343,6 +345,25 @@ class ShardedStore(Store):
             for position, value in zip(positions, values, strict=True):
                 results[position] = value
         return results
+
+    def get_sync(
+        self, key: str, *, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        """``get`` without the event loop (zarr's optional synchronous protocol)."""
+        ensure_open_sync(self)
+        store, inner = self._route(key)
+        return sync_io.get_sync(store, inner, prototype, byte_range)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        ensure_open_sync(self)
+        store, inner = self._route(key)
+        sync_io.set_sync(store, inner, value)
+
+    def delete_sync(self, key: str) -> None:
+        self._check_writable()
+        store, inner = self._route(key)
+        sync_io.delete_sync(store, inner)
 
     async def exists(self, key: str) -> bool:
         store, inner = self._route(key)
