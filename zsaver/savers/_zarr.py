@@ -547,7 +547,7 @@ class ZarrSaver(StagedSaver):
                 )
                 self._tail = self._keep_tail(arr, first, rows, last_chunk)
             # Without a new handle, ``_fresh`` makes one when a caller needs the shape.
-            self._array, self._length = grown or arr, end
+            self._array, self._length = (arr if grown is None else grown), end
         self._rows.consume(count)
 
     def _keep_tail(
