@@ -37,6 +37,15 @@ def _thread_lock_for(path: str) -> threading.Lock:
         return lock
 
 
+def _open_lock_file(path: str) -> int:
+    """Open (creating) the lock file; its directory is made only when missing."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+
+
 class FileLock:
     """An exclusive lock on ``path`` (created if missing, never deleted).
 
@@ -56,8 +65,7 @@ class FileLock:
         thread_lock = _thread_lock_for(self.path)
         thread_lock.acquire()
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = _open_lock_file(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:

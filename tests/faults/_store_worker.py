@@ -33,6 +33,25 @@ def main() -> None:
             rewritten = store.consolidate(workers=2)
             with open(root + ".rewrites", "a") as log:
                 log.write(f"{rewritten}\n")
+    elif job == "set-if-not-exists":  # race on key rest[0]; print the value read afterwards
+        import time
+
+        from zarr.core.buffer import default_buffer_prototype
+
+        cls = CLASSES[kind]
+        exists = cls.exists_sync
+
+        def slow_exists(self: object, key: str) -> bool:  # widen the check-then-write window
+            found = exists(self, key)
+            time.sleep(0.05)
+            return found
+
+        cls.exists_sync = slow_exists  # type: ignore[method-assign]
+        store = cls(root)
+        proto = default_buffer_prototype()
+        store.set_if_not_exists_sync(rest[0], proto.buffer.from_bytes(rest[1].encode()))
+        got = store.get_sync(rest[0], prototype=proto)
+        print(got.to_bytes().decode() if got is not None else "missing", flush=True)
     elif job == "write-direct":  # flush after chunk rest[0]; keep writing until killed
         store = CLASSES[kind](root, write_direct=True)
         arr = zarr.open_array(store, path="x", mode="r+")

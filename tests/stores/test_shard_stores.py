@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -248,3 +249,53 @@ def test_consolidate_removes_temporaries_of_killed_writers_only_when_stale(
     assert not stale.exists()
     assert fresh.exists()  # may belong to a writer that is running right now
     assert store.list_keys("x/c") == ["x/c/0", "x/c/1", "x/c/2", "x/c/3"]
+
+
+@pytest.mark.parametrize("write_direct", [False, True])
+@pytest.mark.parametrize("key", ["x/c/1", "new/zarr.json"])
+def test_set_if_not_exists_lets_exactly_one_of_racing_threads_win(
+    store_cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, write_direct: bool
+) -> None:
+    store = store_cls(tmp_path, write_direct=write_direct)
+    zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="i4")
+    original = type(store).exists_sync
+
+    def slow_exists(self: object, k: str) -> bool:  # widen the check-then-write window
+        found = original(self, k)
+        time.sleep(0.02)
+        return found
+
+    monkeypatch.setattr(type(store), "exists_sync", slow_exists)
+    barrier = threading.Barrier(6)
+    seen: list[bytes] = []
+
+    def racer(i: int) -> None:
+        barrier.wait()
+        store.set_if_not_exists_sync(key, PROTO.buffer.from_bytes(f"value {i}".encode()))
+        got = store.get_sync(key, prototype=PROTO)
+        assert got is not None
+        seen.append(got.to_bytes())
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = store.get_sync(key, prototype=PROTO)
+    assert final is not None
+    assert seen == [final.to_bytes()] * 6  # nobody overwrote the value another already read
+
+
+def test_set_if_not_exists_keeps_a_chunk_that_lives_in_a_shard(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path)
+    arr = zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="i4")
+    arr[:] = [1, 2, 3, 4]
+    store.consolidate()
+    before = store.get_sync("x/c/2", prototype=PROTO)
+    store.set_if_not_exists_sync("x/c/2", PROTO.buffer.from_bytes(b"other"))
+    assert store.get_sync("x/c/2", prototype=PROTO) == before
+    assert arr[:].tolist() == [1, 2, 3, 4]
+    assert not (tmp_path / "x" / "c" / "2").exists()  # no loose copy was made
+    store.delete_sync("x/c/2")  # a tombstoned chunk no longer exists: the write lands
+    store.set_if_not_exists_sync("x/c/2", before)
+    assert arr[:].tolist() == [1, 2, 3, 4]

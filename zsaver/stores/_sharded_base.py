@@ -77,6 +77,18 @@ def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
     raise TypeError(f"Unexpected byte_range, got {byte_range}.")
 
 
+def _create_exclusive(path: str, data: Any) -> bool:
+    """Create ``path`` holding ``data`` atomically unless it exists; True if created."""
+    tmp = _write_temp(path, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def _write_temp(path: str, data: Any) -> str:
     """Write ``data`` to a fresh temporary file next to ``path``; return its name.
 
@@ -435,8 +447,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
         path = self._path(key)
         if ref is None:
             os.replace(_write_temp(path, data), path)
-            if key.rsplit("/", 1)[-1] in METADATA_NAMES:
-                self._arrays.pop(key.rpartition("/")[0], None)
+            self._forget_metadata(key)
             return
         if self.write_direct:
             self._buffer_put(ref, bytes(data))
@@ -448,6 +459,45 @@ class ShardedStoreBase(ShardListingMixin, Store):
                 os.unlink(path + TOMBSTONE_SUFFIX)
             except FileNotFoundError:
                 pass
+
+    def set_if_not_exists_sync(self, key: str, value: Buffer) -> None:
+        """Store ``value`` at ``key`` unless the key exists; atomic between processes.
+
+        Metadata documents are created with ``link``, which fails if the name
+        exists. A chunk is checked and written under its shard's swap lock, which
+        every writer of a loose chunk and every consolidation also takes.
+        """
+        self._ensure_open_sync()
+        self._check_writable()
+        self._check_key(key)
+        if not isinstance(value, Buffer):
+            raise TypeError(f"value must be a zarr Buffer, got {type(value).__name__}")
+        ref = self._chunk_ref(key)
+        if ref is None:
+            if _create_exclusive(self._path(key), value.as_buffer_like()):
+                self._forget_metadata(key)
+            return
+        if self.write_direct:  # buffered in this process: atomic between its threads
+            with self._buffer_lock:
+                if self.exists_sync(key):
+                    return
+                full = self._buffer_add(ref, bytes(value.as_buffer_like()))
+            if full:
+                self.flush()
+            return
+        with self._swap_lock(ref.prefix, ref.shard_rel):
+            if not self.exists_sync(key):
+                path = self._path(key)
+                _create_exclusive(path, value.as_buffer_like())
+                try:
+                    os.unlink(path + TOMBSTONE_SUFFIX)
+                except FileNotFoundError:
+                    pass
+
+    def _forget_metadata(self, key: str) -> None:
+        """Drop what is cached of the array whose metadata document ``key`` changed."""
+        if key.rsplit("/", 1)[-1] in METADATA_NAMES:
+            self._arrays.pop(key.rpartition("/")[0], None)
 
     def delete_sync(self, key: str) -> None:
         """Remove ``key`` (a chunk in a shard gets a tombstone until consolidation)."""
@@ -525,12 +575,16 @@ class ShardedStoreBase(ShardListingMixin, Store):
     # ---------------------------------------------------------------- write_direct buffer
     def _buffer_put(self, ref: ChunkRef, data: bytes) -> None:
         with self._buffer_lock:
-            old = self._buffer.get(ref.key)
-            self._buffer[ref.key] = (ref, data)
-            self._buffer_bytes += len(data) - (len(old[1]) if old else 0)
-            full = self._buffer_bytes > self.max_buffer_bytes
+            full = self._buffer_add(ref, data)
         if full:
             self.flush()
+
+    def _buffer_add(self, ref: ChunkRef, data: bytes) -> bool:
+        """Buffer a chunk (the caller holds the buffer lock); True when the buffer is full."""
+        old = self._buffer.get(ref.key)
+        self._buffer[ref.key] = (ref, data)
+        self._buffer_bytes += len(data) - (len(old[1]) if old else 0)
+        return self._buffer_bytes > self.max_buffer_bytes
 
     def flush(self) -> None:
         """Write buffered ``write_direct`` chunks into their shards (copy-on-write).
@@ -573,8 +627,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
         await asyncio.to_thread(self.set_sync, key, value)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
-        if not await self.exists(key):
-            await self.set(key, value)
+        await asyncio.to_thread(self.set_if_not_exists_sync, key, value)
 
     async def delete(self, key: str) -> None:
         self._check_writable()
