@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from nested_trees import write_nested_tree
 
 from zsaver.cli import main
 from zsaver.stores import H5ShardStore, ZipShardStore, open_store
@@ -148,3 +149,12 @@ def test_verify_names_the_chunks_of_a_truncated_shard(shard_store: Path, capsys)
     report = json.loads(capsys.readouterr().out)
     assert sorted(bad["key"] for bad in report["failed"]) == sorted(f"x/c/{i}/0" for i in range(8, 12))
     assert all("shard" in bad["error"] for bad in report["failed"])
+
+
+def test_convert_a_nested_tree_needs_and_takes_its_depth(tmp_path: Path, capsys) -> None:
+    data = np.arange(4 * 4 * 4, dtype="i4").reshape(4, 4, 4)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
+    assert main(["convert", "--no-progress", str(tmp_path), "--to", "h5"]) == 2
+    assert "pass the consolidate_depth" in capsys.readouterr().err
+    assert main(["convert", "--no-progress", str(tmp_path), "--to", "h5", "--consolidate-depth", "3"]) == 0
+    np.testing.assert_array_equal(zarr.open_array(open_store(tmp_path), path="arr")[:], data)

@@ -323,7 +323,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.path}: no such file or directory")
     before = _files_on_disk(Path(args.path))
     try:
-        convert(args.path, to=args.to, progress=not args.json and not args.no_progress)
+        convert(args.path, to=args.to, consolidate_depth=args.consolidate_depth,
+                progress=not args.json and not args.no_progress)
     except (ValueError, OSError) as exc:
         raise CommandError(f"{args.path}: {exc}") from exc
     summary = {"path": args.path, "to": args.to, "files_before": before,
@@ -367,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("convert", "convert a store in place, a shard at a time")
     p.add_argument("path")
     p.add_argument("--to", required=True, choices=["h5", "zip", "plain"])
+    p.add_argument("--consolidate-depth", type=int, default=None, metavar="D",
+                   help="the depth a zarr 2 H5_Nested_Store tree was written with")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_convert)
     p = add("demo", "run a small batch job and save its results")

@@ -18,8 +18,8 @@ def main() -> None:
     sys.stdin.readline()
     if job == "consolidate":
         CLASSES[kind](root).consolidate(workers=int(rest[0]))
-    elif job == "convert":
-        convert(root, kind)
+    elif job == "convert":  # kind is the target; rest[0], if given, a nested tree's depth
+        convert(root, kind, consolidate_depth=int(rest[0]) if rest else None)
     elif job == "write":  # writer number rest[0] of rest[1]: versions 1..rest[2] of its chunks
         me, writers, versions = map(int, rest)
         arr = zarr.open_array(CLASSES[kind](root), path="x", mode="r+")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from nested_trees import write_nested_tree
 from zarr.core.buffer import default_buffer_prototype
 
 from zsaver.stores import H5ShardStore, ZipShardStore, convert, open_store
@@ -147,6 +148,33 @@ def test_sigkill_during_convert_loses_nothing_and_rerun_finishes(tmp_path: Path)
                                                                     "zsaver-deleted"))]
         assert leftovers == [], (source, target)
     assert killed >= KILLS_PER_KIND  # at least half the kills landed mid-conversion
+
+
+@pytest.mark.slow
+def test_sigkill_during_convert_of_a_nested_tree_loses_nothing_and_rerun_finishes(
+    tmp_path: Path,
+) -> None:
+    data = np.random.default_rng(0).integers(0, 1000, (40, 6, 4), dtype="i4")
+    targets = ["plain", "h5", "zip"]
+    budgets = {}
+    for target in targets:
+        probe = tmp_path / f"probe-{target}"
+        write_nested_tree(probe, "arr", data, (2, 2, 2), 3)
+        budgets[target] = _time_job("convert", target, str(probe), "3")
+    killed = 0
+    for trial in range(9):
+        target = targets[trial % 3]
+        root = tmp_path / f"t{trial}"
+        write_nested_tree(root, "arr", data, (2, 2, 2), 3)
+        killed += _run_and_kill(random.uniform(0.0, budgets[target]), "convert", target, str(root), "3")
+        convert(root, target, consolidate_depth=3)  # the rerun finishes the job
+        store = open_store(root)
+        np.testing.assert_array_equal(zarr.open_array(store, path="arr")[:], data)
+        files = [p for p in root.rglob("*") if p.is_file()]
+        assert not [p for p in files if p.name[0].isdigit() and p.suffix == ".h5"], target
+        assert not [p for p in files if p.name.endswith(("zsaver-partial", "zsaver-deleted"))]
+        assert not (root / ".zsaver-convert.json").exists()
+    assert killed >= 4  # about half the kills landed mid-conversion
 
 
 @pytest.mark.slow

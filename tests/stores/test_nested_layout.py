@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import zarr
+from nested_trees import write_nested_tree
 
 from zsaver.errors import StoreConfigError
-from zsaver.stores import H5ShardStore
-
-
-def _write_nested_tree(root: Path, name: str, data: np.ndarray, chunks: tuple[int, ...],
-                       depth: int) -> None:
-    """Write an array the way H5_Nested_Store did: raw chunk bytes as scalar datasets."""
-    adir = root / name
-    adir.mkdir(parents=True)
-    (root / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-    (adir / ".zarray").write_text(json.dumps({
-        "zarr_format": 2, "shape": list(data.shape), "chunks": list(chunks),
-        "dtype": data.dtype.str, "compressor": None, "fill_value": 0, "order": "C",
-        "filters": None, "dimension_separator": "/",
-    }))
-    grid = [-(-s // c) for s, c in zip(data.shape, chunks, strict=True)]
-    for idx in np.ndindex(*grid):
-        block = np.zeros(chunks, dtype=data.dtype)
-        sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, data.shape,
-                                                                       strict=True))
-        part = data[sl]
-        block[tuple(slice(0, n) for n in part.shape)] = part
-        split = len(idx) - depth
-        folder = adir.joinpath(*map(str, idx[:split]))
-        folder.mkdir(parents=True, exist_ok=True)
-        with h5py.File(folder / f"{idx[split]}.h5", "a") as f:
-            f.create_dataset(".".join(map(str, idx[split + 1 :])), data=np.void(block.tobytes()))
+from zsaver.stores import H5ShardStore, convert, open_store
 
 
 @pytest.mark.parametrize("depth", [2, 3])
 def test_nested_tree_written_by_h5py_opens_with_zarr(tmp_path: Path, depth: int) -> None:
     data = np.arange(6 * 4 * 5, dtype="i4").reshape(6, 4, 5)
-    _write_nested_tree(tmp_path, "arr", data, (2, 2, 2), depth)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), depth)
     store = H5ShardStore(tmp_path, layout="nested", consolidate_depth=depth)
     np.testing.assert_array_equal(zarr.open_array(store, path="arr")[:], data)
     assert "arr/2/1/2" in store.list_keys("arr/")
@@ -51,7 +26,7 @@ def test_nested_tree_written_by_h5py_opens_with_zarr(tmp_path: Path, depth: int)
 
 def test_nested_store_writes_new_chunks_in_the_same_layout(tmp_path: Path) -> None:
     data = np.arange(6 * 4 * 5, dtype="i4").reshape(6, 4, 5)
-    _write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
     store = H5ShardStore(tmp_path, layout="nested", consolidate_depth=3)
     arr = zarr.open_array(store, path="arr", mode="r+")
     arr[0, 0, 0] = -1
@@ -72,3 +47,52 @@ def test_nested_layout_options_are_validated(tmp_path: Path) -> None:
         H5ShardStore(tmp_path, layout="nested")
     with pytest.raises(StoreConfigError, match="layout must be"):
         H5ShardStore(tmp_path, layout="flat")
+
+
+def _tree_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["plain", "h5", "zip"])
+@pytest.mark.parametrize("opened_before", [False, True])
+def test_convert_turns_a_nested_tree_into_each_target(
+    tmp_path: Path, target: str, opened_before: bool
+) -> None:
+    data = np.arange(6 * 4 * 5, dtype="i4").reshape(6, 4, 5)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
+    if opened_before:  # a store opened by zsaver records the depth in its marker
+        H5ShardStore(tmp_path, layout="nested", consolidate_depth=3).list_keys()
+        convert(tmp_path, target)
+    else:
+        convert(tmp_path, target, consolidate_depth=3)
+    store = open_store(tmp_path)
+    assert type(store).__name__ == {"plain": "LocalStore", "h5": "H5ShardStore",
+                                    "zip": "ZipShardStore"}[target]
+    np.testing.assert_array_equal(zarr.open_array(store, path="arr")[:], data)
+    names = [p.name for p in (tmp_path / "arr").rglob("*") if p.is_file()]
+    assert not [n for n in names if n[0].isdigit() and n.endswith(".h5")]  # no nested file left
+    if target == "plain":
+        assert not (tmp_path / ".zsaver-store.json").exists()
+        assert len(names) == 1 + 3 * 2 * 3  # .zarray and one file per chunk
+    else:
+        assert sorted(names) == [".zarray", f"shard-0.0.0.{target}"]
+
+
+def test_convert_refuses_a_nested_tree_without_its_depth_and_writes_nothing(tmp_path: Path) -> None:
+    write_nested_tree(tmp_path, "arr", np.arange(8, dtype="i4").reshape(2, 2, 2), (1, 1, 1), 3)
+    before = _tree_files(tmp_path)
+    for target in ["plain", "h5", "zip"]:
+        with pytest.raises(StoreConfigError, match=r"H5_Nested_Store tree.*consolidate_depth"):
+            convert(tmp_path, target)
+    with pytest.raises(StoreConfigError, match="consolidate_depth must be an int >= 2"):
+        convert(tmp_path, "h5", consolidate_depth=1)
+    assert _tree_files(tmp_path) == before
+
+
+def test_convert_refuses_a_depth_that_contradicts_the_marker(tmp_path: Path) -> None:
+    write_nested_tree(tmp_path, "arr", np.arange(8, dtype="i4").reshape(2, 2, 2), (1, 1, 1), 2)
+    H5ShardStore(tmp_path, layout="nested", consolidate_depth=2).list_keys()
+    before = _tree_files(tmp_path)
+    with pytest.raises(StoreConfigError, match="consolidate_depth=2, not 3"):
+        convert(tmp_path, "plain", consolidate_depth=3)
+    assert _tree_files(tmp_path) == before

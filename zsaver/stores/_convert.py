@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ def convert(
     to: str,
     *,
     chunks_per_shard: int | tuple[int | None, ...] | None = None,
+    consolidate_depth: int | None = None,
     workers: int | None = None,
     client: Any = None,
     progress: bool = False,
@@ -44,8 +46,11 @@ def convert(
     """Convert the zarr directory at ``path`` in place to ``to`` ("h5", "zip" or "plain").
 
     A plain directory (zarr 3 LocalStore or zarr 2 nested directory tree) becomes a
-    shard store and back. Killing it at any instant loses nothing; run it again
-    with the same ``to`` to finish.
+    shard store and back. A zarr 2 H5_Nested_Store tree (or an
+    ``H5ShardStore(layout="nested")``) becomes any of the three too: pass the
+    ``consolidate_depth`` it was written with (a store opened by zsaver remembers
+    it). Killing it at any instant loses nothing; run it again with the same
+    ``to`` to finish.
 
     Example:
         >>> import tempfile, zarr
@@ -61,12 +66,31 @@ def convert(
     if not root.is_dir():
         raise FileNotFoundError(f"no zarr directory at {root}")
     normalize_chunks_per_shard(chunks_per_shard)  # validate before writing anything
+    if consolidate_depth is not None and (
+        not isinstance(consolidate_depth, int) or isinstance(consolidate_depth, bool) or consolidate_depth < 2
+    ):
+        raise StoreConfigError(f"consolidate_depth must be an int >= 2, got {consolidate_depth!r}")
     journal = read_json(root / JOURNAL_NAME)
     marker = read_json(root / MARKER_NAME)
     if journal is None:
+        depth = _nested_depth(root, marker, consolidate_depth)
+        if depth is not None:
+            write_json_atomic(root / JOURNAL_NAME, {
+                "from": "nested", "consolidate_depth": depth, "to": to,
+                "chunks_per_shard": normalize_chunks_per_shard(chunks_per_shard)
+                if chunks_per_shard is not None else None,
+            })
+            journal = read_json(root / JOURNAL_NAME)
+    if journal is not None and journal["from"] == "nested":
+        if journal["to"] != to:
+            raise StoreConfigError(
+                f"{root} is being converted from 'nested' to {journal['to']!r}; "
+                f"run convert(..., to={journal['to']!r}) to finish that first"
+            )
+        _from_nested(root, to, journal, workers=workers, client=client, progress=progress)
+        return
+    if journal is None:
         source = marker["container"] if marker else "plain"
-        if marker and marker.get("layout") == "nested":
-            raise StoreConfigError("convert handles the sharded layout, not layout='nested'")
         cps = marker.get("chunks_per_shard") if marker else None
         if chunks_per_shard is not None:
             wanted = list(normalize_chunks_per_shard(chunks_per_shard))
@@ -93,22 +117,80 @@ def convert(
         _open(root, to, cps).consolidate(**run)
     elif to == "plain":
         _explode(_open(root, source, cps))
-        for name in (MARKER_NAME, LOCKS_DIR):
-            target = root / name
-            if target.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
+        _remove_bookkeeping(root)
     else:
         old = _open(root, source, cps)
         old.consolidate(**run)  # absorb loose chunks and deletions first
         _recontain(old, _open(root, to, cps, write_marker=False))
         write_json_atomic(root / MARKER_NAME, {**read_json(root / MARKER_NAME), "container": to})
+    _end_journal(root)
+
+
+def _end_journal(root: Path) -> None:
     for stale in root.glob(".zsaver-*.json.*" + TEMP_SUFFIX):  # from a killed earlier run
         stale.unlink(missing_ok=True)
     (root / JOURNAL_NAME).unlink()
     fsync_dir(root)
+
+
+def _remove_bookkeeping(root: Path) -> None:
+    """Remove the marker and the lock directory (the tree is plain zarr again)."""
+    for name in (MARKER_NAME, LOCKS_DIR):
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+
+
+_NESTED_FILE = re.compile(r"(^|/)[0-9]+\.h5$")
+
+
+def _nested_depth(root: Path, marker: dict[str, Any] | None, depth: int | None) -> int | None:
+    """The consolidate_depth of a nested-layout tree at ``root``; None if it is not one.
+
+    A tree without a marker that holds ``<index>.h5`` files is an H5_Nested_Store
+    tree: converting it as plain would leave its chunks behind, so the depth is required.
+    """
+    if marker is not None:
+        if marker.get("layout") == "nested":
+            recorded = int(marker["consolidate_depth"])
+            if depth is not None and depth != recorded:
+                raise StoreConfigError(
+                    f"{root} was written with consolidate_depth={recorded}, not {depth}"
+                )
+            return recorded
+        if depth is not None:
+            raise StoreConfigError(f"{root} is a sharded {marker.get('container')!r} store; "
+                                   "consolidate_depth applies only to nested-layout trees")
+        return None
+    if depth is not None:
+        return depth
+    for _, _, key in walk_keys(str(root)):
+        if _NESTED_FILE.search(key):
+            raise StoreConfigError(
+                f"{root} holds {key}, which looks like a zarr 2 H5_Nested_Store tree; pass "
+                "the consolidate_depth it was written with, e.g. convert(path, to, consolidate_depth=3)"
+            )
+    return None
+
+
+def _from_nested(root: Path, to: str, journal: dict[str, Any], **run: Any) -> None:
+    """Nested layout -> plain loose chunks (a nested file at a time) -> ``to``."""
+    from zsaver.stores._h5_store import H5ShardStore
+
+    marker = read_json(root / MARKER_NAME)
+    if marker is None or marker.get("layout") == "nested":  # else a rerun is past this step
+        nested = H5ShardStore(root, layout="nested", consolidate_depth=int(journal["consolidate_depth"]))
+        nested._allow_journal = True
+        nested._ensure_open_sync()
+        _explode(nested)
+        nested.close()
+        _remove_bookkeeping(root)
+    if to != "plain":
+        _open(root, to, journal["chunks_per_shard"]).consolidate(**run)
+    _end_journal(root)
 
 
 def _open(root: Path, kind: str, cps: Any, *, write_marker: bool = True) -> ShardedStoreBase:
