@@ -96,3 +96,14 @@ def test_convert_refuses_a_depth_that_contradicts_the_marker(tmp_path: Path) -> 
     with pytest.raises(StoreConfigError, match="consolidate_depth=2, not 3"):
         convert(tmp_path, "plain", consolidate_depth=3)
     assert _tree_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("target", ["plain", "h5", "zip"])
+def test_rerunning_a_finished_nested_conversion_changes_nothing(tmp_path: Path, target: str) -> None:
+    data = np.arange(4 * 4 * 4, dtype="i4").reshape(4, 4, 4)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
+    convert(tmp_path, target, consolidate_depth=3)
+    after = _tree_files(tmp_path)
+    convert(tmp_path, target, consolidate_depth=3)  # the same command again, e.g. from a script
+    assert _tree_files(tmp_path) == after
+    np.testing.assert_array_equal(zarr.open_array(open_store(tmp_path), path="arr")[:], data)

@@ -49,7 +49,8 @@ def convert(
     shard store and back. A zarr 2 H5_Nested_Store tree (or an
     ``H5ShardStore(layout="nested")``) becomes any of the three too: pass the
     ``consolidate_depth`` it was written with (a store opened by zsaver remembers
-    it). Killing it at any instant loses nothing; run it again with the same
+    it; a sharded store ignores it, so rerunning a finished conversion is a
+    no-op). Killing it at any instant loses nothing; run it again with the same
     ``to`` to finish.
 
     Example:
@@ -161,10 +162,7 @@ def _nested_depth(root: Path, marker: dict[str, Any] | None, depth: int | None) 
                     f"{root} was written with consolidate_depth={recorded}, not {depth}"
                 )
             return recorded
-        if depth is not None:
-            raise StoreConfigError(f"{root} is a sharded {marker.get('container')!r} store; "
-                                   "consolidate_depth applies only to nested-layout trees")
-        return None
+        return None  # a sharded store (perhaps converted already): no depth applies
     if depth is not None:
         return depth
     for _, _, key in walk_keys(str(root)):
