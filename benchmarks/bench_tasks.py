@@ -6,7 +6,11 @@
 2. CPU-bound items (about 2 ms of numpy each) with executor="processes" against
    executor="serial". Target: speed-up >= 0.85 x the number of cores.
 
-Run: python benchmarks/bench_tasks.py [--repeats N] [--only trivial]
+Run: python benchmarks/bench_tasks.py [--repeats N] [--only trivial] [--pairs N]
+
+``--pairs N`` times the loop and the TaskManager run alternately N times and
+prints each pair's ratio: on a noisy machine the two then see the same
+conditions, where medians of separate blocks of runs may not.
 """
 
 from __future__ import annotations
@@ -111,6 +115,20 @@ def median_seconds(fn: Callable[[Path], None], repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_ratios(pairs: int) -> None:
+    """Loop and TaskManager run alternately; each pair's ratio, then their median."""
+    ratios = []
+    print("\n| pair | hand loop s | TaskManager + ZarrSaver s | vs loop |")
+    print("|---:|---:|---:|---:|")
+    for i in range(pairs):
+        loop_s = median_seconds(hand_loop, 1)
+        tm_s = median_seconds(task_manager_serial, 1)
+        ratios.append(loop_s / tm_s)
+        print(f"| {i + 1} | {loop_s:.3f} | {tm_s:.3f} | {ratios[-1]:.2f}x |")
+    print(f"\nmedian of {pairs} pair ratios: {statistics.median(ratios):.2f}x "
+          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+
+
 def check_equal() -> None:
     """Both ways must write the same dataset, or the comparison means nothing."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,9 +143,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=["trivial"], help="run only the trivial-items table")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="only time N alternating (loop, TaskManager) pairs")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     check_equal()
+    if args.pairs:
+        paired_ratios(args.pairs)
+        return
 
     loop_s = median_seconds(hand_loop, args.repeats)
     tm_s = median_seconds(task_manager_serial, args.repeats)
