@@ -76,19 +76,17 @@ def convert(
     if journal is None:
         depth = _nested_depth(root, marker, consolidate_depth)
         if depth is not None:
-            write_json_atomic(root / JOURNAL_NAME, {
-                "from": "nested", "consolidate_depth": depth, "to": to,
-                "chunks_per_shard": normalize_chunks_per_shard(chunks_per_shard)
-                if chunks_per_shard is not None else None,
-            })
-            journal = read_json(root / JOURNAL_NAME)
+            journal = {"from": "nested", "consolidate_depth": depth, "to": to,
+                       "chunks_per_shard": None if chunks_per_shard is None
+                       else list(normalize_chunks_per_shard(chunks_per_shard))}
+            write_json_atomic(root / JOURNAL_NAME, journal)
+    elif journal["to"] != to:
+        raise StoreConfigError(
+            f"{root} is being converted from {journal['from']!r} to {journal['to']!r}; "
+            f"run convert(..., to={journal['to']!r}) to finish that first"
+        )
     if journal is not None and journal["from"] == "nested":
-        if journal["to"] != to:
-            raise StoreConfigError(
-                f"{root} is being converted from 'nested' to {journal['to']!r}; "
-                f"run convert(..., to={journal['to']!r}) to finish that first"
-            )
-        _from_nested(root, to, journal, workers=workers, client=client, progress=progress)
+        _from_nested(root, to, journal, marker, workers=workers, client=client, progress=progress)
         return
     if journal is None:
         source = marker["container"] if marker else "plain"
@@ -107,11 +105,6 @@ def convert(
             return
         journal = {"from": source, "to": to, "chunks_per_shard": cps}
         write_json_atomic(root / JOURNAL_NAME, journal)
-    elif journal["to"] != to:
-        raise StoreConfigError(
-            f"{root} is being converted from {journal['from']!r} to {journal['to']!r}; "
-            f"run convert(..., to={journal['to']!r}) to finish that first"
-        )
     source, cps = journal["from"], journal["chunks_per_shard"]
     run = {"workers": workers, "client": client, "progress": progress}
     if source == "plain":
@@ -174,11 +167,12 @@ def _nested_depth(root: Path, marker: dict[str, Any] | None, depth: int | None) 
     return None
 
 
-def _from_nested(root: Path, to: str, journal: dict[str, Any], **run: Any) -> None:
+def _from_nested(
+    root: Path, to: str, journal: dict[str, Any], marker: dict[str, Any] | None, **run: Any
+) -> None:
     """Nested layout -> plain loose chunks (a nested file at a time) -> ``to``."""
     from zsaver.stores._h5_store import H5ShardStore
 
-    marker = read_json(root / MARKER_NAME)
     if marker is None or marker.get("layout") == "nested":  # else a rerun is past this step
         nested = H5ShardStore(root, layout="nested", consolidate_depth=int(journal["consolidate_depth"]))
         nested._allow_journal = True

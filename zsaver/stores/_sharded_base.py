@@ -9,6 +9,7 @@ container format (see ``_h5.py`` and ``_zip.py``); the layout is in ``docs/layou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import uuid
@@ -87,6 +88,12 @@ def _create_exclusive(path: str, data: Any) -> bool:
         return False
     finally:
         os.unlink(tmp)
+
+
+def _drop_tombstone(path: str) -> None:
+    """Remove the tombstone of the chunk at ``path``, if it has one."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + TOMBSTONE_SUFFIX)
 
 
 def _write_temp(path: str, data: Any) -> str:
@@ -435,12 +442,16 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def set_sync(self, key: str, value: Buffer) -> None:
         """Store ``value`` at ``key``: a loose file, or the write_direct buffer."""
+        self._set_bytes(key, self._writable_bytes(key, value))
+
+    def _writable_bytes(self, key: str, value: Buffer) -> Any:
+        """The bytes of ``value`` once the store, ``key`` and ``value`` are checked for a write."""
         self._ensure_open_sync()
         self._check_writable()
         self._check_key(key)
         if not isinstance(value, Buffer):
             raise TypeError(f"value must be a zarr Buffer, got {type(value).__name__}")
-        self._set_bytes(key, value.as_buffer_like())
+        return value.as_buffer_like()
 
     def _set_bytes(self, key: str, data: Any) -> None:
         ref = self._chunk_ref(key)
@@ -455,10 +466,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
         tmp = _write_temp(path, data)
         with self._swap_lock(ref.prefix, ref.shard_rel):
             os.replace(tmp, path)
-            try:
-                os.unlink(path + TOMBSTONE_SUFFIX)
-            except FileNotFoundError:
-                pass
+            _drop_tombstone(path)
 
     def set_if_not_exists_sync(self, key: str, value: Buffer) -> None:
         """Store ``value`` at ``key`` unless the key exists; atomic between processes.
@@ -467,32 +475,25 @@ class ShardedStoreBase(ShardListingMixin, Store):
         exists. A chunk is checked and written under its shard's swap lock, which
         every writer of a loose chunk and every consolidation also takes.
         """
-        self._ensure_open_sync()
-        self._check_writable()
-        self._check_key(key)
-        if not isinstance(value, Buffer):
-            raise TypeError(f"value must be a zarr Buffer, got {type(value).__name__}")
+        data = self._writable_bytes(key, value)
         ref = self._chunk_ref(key)
         if ref is None:
-            if _create_exclusive(self._path(key), value.as_buffer_like()):
+            if _create_exclusive(self._path(key), data):
                 self._forget_metadata(key)
             return
         if self.write_direct:  # buffered in this process: atomic between its threads
             with self._buffer_lock:
                 if self.exists_sync(key):
                     return
-                full = self._buffer_add(ref, bytes(value.as_buffer_like()))
+                full = self._buffer_add(ref, bytes(data))
             if full:
                 self.flush()
             return
         with self._swap_lock(ref.prefix, ref.shard_rel):
             if not self.exists_sync(key):
                 path = self._path(key)
-                _create_exclusive(path, value.as_buffer_like())
-                try:
-                    os.unlink(path + TOMBSTONE_SUFFIX)
-                except FileNotFoundError:
-                    pass
+                _create_exclusive(path, data)
+                _drop_tombstone(path)
 
     def _forget_metadata(self, key: str) -> None:
         """Drop what is cached of the array whose metadata document ``key`` changed."""
