@@ -61,13 +61,43 @@ class H5Container:
 
     def write(self, path: str, members: Iterable[tuple[str, bytes | memoryview]]) -> None:
         """Write a complete new shard at ``path`` and fsync it."""
+        if self.scalar_members:
+            with h5py.File(path, "w", locking=False, libver="latest") as f:
+                for name, data in members:
+                    if len(data):  # opaque types cannot be empty
+                        f.create_dataset(name, data=np.void(bytes(data)))
+                    else:
+                        f.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+            _fsync_path(path)
+            return
+        # h5py creates the datasets (space allocated at once, never filled), then
+        # the bytes go to their offsets with pwrite: a third of the time of
+        # create_dataset(data=...) per chunk, and the GIL is released while writing.
+        placed: list[tuple[int, bytes | memoryview]] = []
         with h5py.File(path, "w", locking=False, libver="latest") as f:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            dcpl.set_obj_track_times(False)  # identical content gives identical shards
             for name, data in members:
-                if self.scalar_members and len(data):  # opaque types cannot be empty
-                    f.create_dataset(name, data=np.void(bytes(data)))
-                else:
-                    f.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
-        _fsync_path(path)
+                space = h5py.h5s.create_simple((len(data),))
+                ds = h5py.h5d.create(f.id, name.encode(), h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+                if len(data):
+                    placed.append((ds.get_offset(), data))
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            for offset, data in placed:
+                _pwrite_all(fd, data, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _entry(ds: h5py.Dataset) -> IndexEntry:
