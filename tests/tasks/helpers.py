@@ -27,6 +27,12 @@ def fails_on_multiples_of_7(i: int) -> np.ndarray:
     return row_of(i)
 
 
+def fails_at(i: int, bad: int) -> np.ndarray:
+    if i == bad:
+        raise ValueError(f"item {i} is unlucky")
+    return row_of(i)
+
+
 class FlakyOnce(Task):
     """Fails the first attempt at each item whose index is odd; marks attempts as files."""
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from helpers import FlakyOnce, fails_on_multiples_of_7, read_rows, row_of, zarr_saver
+from helpers import FlakyOnce, fails_at, fails_on_multiples_of_7, read_rows, row_of, zarr_saver
 
 from zsaver import TaskError, TaskManager
 
@@ -119,3 +119,15 @@ def test_workers_writing_into_an_overwrite_saver_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="got an 'overwrite' saver"):
         TaskManager(row_of).submit_tasks(range(3), zarr_saver(tmp_path / "ds", "overwrite"), write="workers")
     assert not (tmp_path / "ds").exists()
+
+
+def test_raise_with_worker_writes_keeps_the_rows_workers_wrote_before_the_failure(tmp_path) -> None:
+    # The failing item's batch was written by its worker; the items before the
+    # failure are recorded as done, so their rows must stay as written (not fill).
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    with pytest.raises(TaskError, match="item 6 failed"):
+        TaskManager(fails_at, batch_size=4).submit_tasks(
+            range(12), saver, write="workers", task_kwargs={"bad": 6}, progress=False
+        )
+    assert saver.read_record("tasks")["items_done"] == 6
+    assert np.array_equal(read_rows(saver)[:6], _expected(6, set()))

@@ -545,7 +545,9 @@ def _head(outcome: BatchOutcome, n: int, k: int) -> BatchOutcome:
         kept = n if outcome.ok is None else int(outcome.ok[:n].sum())
         data = data[: kept * k]
     failures = [f for f in outcome.failures if f.index < outcome.start + n]
-    return BatchOutcome(outcome.start, n, data, ok, failures, outcome.row_shape, outcome.dtype)
+    # A worker that wrote its batch wrote these items' rows too: they are saved, not pending.
+    written = n * k if outcome.rows_written else 0
+    return BatchOutcome(outcome.start, n, data, ok, failures, outcome.row_shape, outcome.dtype, written)
 
 
 def _all_failed(outcome: BatchOutcome, message: str) -> BatchOutcome:
