@@ -97,3 +97,19 @@ def test_workers_write_whole_chunks_at_their_rows_even_for_a_generator(tmp_path,
     assert by_workers and all(b % 16 == 0 or b == 208 for a, b in by_workers)  # batches end on chunk ends
     chunks = [set(range(a // 16, (b - 1) // 16 + 1)) for a, b in by_workers]
     assert sum(map(len, chunks)) == len(set().union(*chunks))  # so no chunk has two workers
+
+
+def test_workers_refuse_a_dataset_held_in_this_process_memory(tmp_path) -> None:
+    import zarr
+
+    from zsaver import ZarrSaver
+
+    store = zarr.storage.MemoryStore()
+    memory = ZarrSaver(store, "result", chunks=4)
+    with pytest.raises(ValueError, match="keeps its data in this process's memory"):
+        TaskManager(row_of).submit_tasks(range(8), memory, write="workers", progress=False)
+    assert not memory.clones_share_dataset()
+    assert store._store_dict == {}  # refused before anything was written
+    on_disk = zarr_saver(tmp_path / "ds", row_chunk=4)
+    assert on_disk.clones_share_dataset()
+    assert sorted(p.name for p in (tmp_path / "ds" / "result" / ".zsaver").iterdir()) == []  # probe removed

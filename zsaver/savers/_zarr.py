@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -328,6 +330,21 @@ class ZarrSaver(StagedSaver):
         if self._create_shape is not None:
             options["shape"] = self._create_shape
         return ZarrSaver(self._store, self.path, approach or self.approach, **options)
+
+    def clones_share_dataset(self) -> bool:
+        """Whether a pickled copy of the store writes where this one reads.
+
+        Checked with a probe key written through a pickled copy (and deleted),
+        so wrapper stores and third-party stores answer for themselves.
+        """
+        probe = f"{self.path}/.zsaver/probe-{uuid.uuid4().hex}"
+        copy = pickle.loads(pickle.dumps(self._store))
+        set_bytes(copy, probe, b"")
+        try:
+            return get_bytes(self._store, probe) is not None
+        finally:
+            delete_key(copy, probe)
+            delete_key(self._store, probe)
 
     def __repr__(self) -> str:
         return f"ZarrSaver({self._store!r}, {self.path!r}, approach={self.approach!r})"

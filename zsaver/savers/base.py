@@ -94,6 +94,14 @@ class Saver(abc.ABC):
         """A fresh, unopened, picklable saver on the same dataset (for worker processes)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be cloned for workers")
 
+    def clones_share_dataset(self) -> bool:
+        """True when a pickled :meth:`clone` writes this very dataset, not a copy of it.
+
+        False for data that lives in this process's memory (a zarr ``MemoryStore``):
+        rows written by a clone in a worker would be lost.
+        """
+        return True
+
     # --- small durable documents kept next to the dataset (resume records) ---
 
     @property

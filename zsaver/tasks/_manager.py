@@ -139,6 +139,12 @@ class TaskManager:
                 "write='workers' writes rows at their indices into the existing dataset; "
                 "got an 'overwrite' saver (use 'append' or 'update')"
             )
+        if write == "workers" and not saver.clones_share_dataset():  # type: ignore[union-attr]
+            raise ValueError(
+                f"write='workers' needs a dataset that worker processes share; {saver!r} keeps its "
+                "data in this process's memory, so rows written by workers would be lost "
+                "(use a store on disk, or write='driver')"
+            )
         run = _Run(self, items, saver, save_interval, resume, on_error, retries, progress, consolidate,
                    dict(task_kwargs or {}), rows_per_item, fill_value, write, record_name, max_in_flight)
         return run.execute()
