@@ -131,3 +131,47 @@ def test_raise_with_worker_writes_keeps_the_rows_workers_wrote_before_the_failur
         )
     assert saver.read_record("tasks")["items_done"] == 6
     assert np.array_equal(read_rows(saver)[:6], _expected(6, set()))
+
+
+def _always_fails(i: int) -> np.ndarray:
+    raise ValueError(f"item {i} never works")
+
+
+@pytest.mark.parametrize("items", [[], "generator"])
+def test_a_run_with_no_items_finishes_and_consolidates_nothing(tmp_path, items) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    todo = (i for i in []) if items == "generator" else items
+    report = TaskManager(row_of).submit_tasks(todo, saver, progress=False)
+    assert (report.items_done, report.rows_saved, report.failures) == (0, 0, [])
+
+
+def test_a_run_where_every_item_fails_saves_nothing_and_a_rerun_tries_them_again(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    for _ in range(2):  # no result, so no row shape for fill rows: nothing is done
+        report = TaskManager(_always_fails).submit_tasks(range(5), saver, on_error="skip", progress=False)
+        assert [f.index for f in report.failures] == [0, 1, 2, 3, 4] and report.rows_saved == 0
+        record = saver.read_record("tasks")
+        assert (record["items_done"], record["complete"], record["failures"]) == (0, False, [])
+    report = TaskManager(row_of).submit_tasks(range(5), saver, progress=False)  # now they work
+    assert report.items_skipped == 0 and np.array_equal(read_rows(saver), _expected(5, set()))
+
+
+def test_skipped_failures_are_recorded_once_across_a_resume(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    TaskManager(fails_on_multiples_of_7).submit_tasks(range(20), saver, save_interval=4, on_error="skip",
+                                                      progress=False)
+    again = TaskManager(fails_on_multiples_of_7).submit_tasks(range(20), saver, on_error="skip", progress=False)
+    assert again.items_skipped == 20
+    assert [f["index"] for f in saver.read_record("tasks")["failures"]] == [3, 10, 17]
+
+
+def test_a_closed_saver_is_refused_before_a_completion_record_is_written(tmp_path) -> None:
+    from zsaver.errors import SaverClosedError
+
+    saver = zarr_saver(tmp_path / "ds")
+    saver.close()
+    with pytest.raises(SaverClosedError):
+        TaskManager(row_of).submit_tasks(range(4), saver, progress=False)
+    fresh = zarr_saver(tmp_path / "ds")
+    assert fresh.read_record("tasks") is None
+    assert TaskManager(row_of).submit_tasks(range(6), fresh, progress=False).items_done == 6

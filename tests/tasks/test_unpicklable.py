@@ -39,6 +39,7 @@ try:
         range(2_000), saver, save_interval=500, progress=False)
 except UnpicklableError as exc:
     print("ERROR:", exc)
+print("RECORD:", saver.read_record("tasks"))
 """
 
 BAD_ITEM = """
@@ -103,6 +104,7 @@ def test_task_that_cannot_be_pickled_fails_promptly_naming_it(tmp_path: Path) ->
     out = _run(TASK_IN_FAKE_MAIN, tmp_path)
     assert "ERROR: the task __main__.estimate" in out
     assert "cannot be pickled" in out
+    assert "RECORD: None" in out  # refused before the completion record was written
 
 
 def test_item_that_cannot_be_pickled_fails_after_checkpointing_finished_items(tmp_path: Path) -> None:

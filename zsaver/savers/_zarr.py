@@ -372,6 +372,8 @@ class ZarrSaver(StagedSaver):
         store_consolidate = getattr(self._store, "consolidate", None)
         if callable(store_consolidate):
             store_consolidate()
+        if self._disk_length() is None:
+            return  # nothing saved yet: there may be no hierarchy to describe
         with warnings.catch_warnings():
             # zarr warns that consolidated metadata is not in the v3 spec yet, and
             # about our lock directory, which is no zarr node.

@@ -184,6 +184,11 @@ class ExecutorHandle:
             return outer
         return self._submit(fn, *args)
 
+    def check_picklable(self, fn: Callable[..., Any], /, *args: Any, names: Sequence[str] | None = None) -> None:
+        """Raise UnpicklableError now if ``fn(*args)`` could not be sent to a worker process."""
+        if self.pickles_in_driver:
+            _pickle_call(fn, args, names)
+
     def _submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future:
         try:
             return self._pool.submit(fn, *args)

@@ -183,6 +183,7 @@ class _Run:
         # Batches released in order and not yet written: (first_row, outcome).
         self.pending: list[tuple[int, Any]] = []
         self.pending_items = 0
+        self.pending_failures: list[Any] = []
         self.committed = 0  # items released in order (the next checkpoint covers them)
         self.results: list[Any] | None = [] if saver is None else None
         self.first_failure: ItemFailure | None = None
@@ -287,12 +288,16 @@ class _Run:
         session = contextlib.ExitStack()
         failed = True
         try:
-            first = self._open_records()
-            self.report.items_skipped = first
+            # A refused call writes nothing: a closed saver and a task that cannot
+            # reach the workers are found before the completion record is written.
             if self.saver is not None:
                 # One saver session for the run: staged rows are written at checkpoints,
                 # and an "overwrite" saver replaces the dataset once, not at every save.
                 session.enter_context(self.saver)
+            handle.check_picklable(run_batch, self.manager.task, self.task_kwargs, names=(
+                f"the task {_task_name(self.manager.task)}", "task_kwargs"))
+            first = self._open_records()
+            self.report.items_skipped = first
             self.writer = self._make_writer()
             self.job = BatchJob(
                 task=self.manager.task, token=token, task_kwargs=self.task_kwargs, retries=self.retries,
@@ -469,7 +474,9 @@ class _Run:
                 self._write_pending()  # now, before any worker writes next to these rows
         self.report.failures.extend(outcome.failures)
         if self.record is not None:
-            self.record.failures.extend(f.to_record() for f in outcome.failures)
+            # Recorded with the checkpoint that covers these items, not before: a rerun
+            # that does them again must not find their failures twice.
+            self.pending_failures.extend(f.to_record() for f in outcome.failures)
         self.report.items_done += upto
         self.committed = outcome.start + upto
         self.pending_items += upto
@@ -485,6 +492,8 @@ class _Run:
             self._write_pending()
         self.writer.flush()  # type: ignore[union-attr]
         self.record.items_done = self.committed
+        self.record.failures.extend(self.pending_failures)
+        self.pending_failures.clear()
         self.record.prefix_fingerprint = self.fingerprint.hexdigest()
         if self.records:
             self.saver.write_record(self.record_name, self.record.model_dump(mode="json"))
@@ -525,6 +534,11 @@ class _Run:
                 item_index=failure.index, traceback_text=failure.traceback,
             )
         if self.record is not None and self.saver is not None:
+            if self.record.items_done < self.committed:
+                # Only failures, so no row shape for their fill rows: nothing could be
+                # saved. The report lists them; a rerun tries these items again.
+                self.report.results = self.results
+                return
             self.record.n_items = self.committed
             self.record.complete = True
             if self.records:
