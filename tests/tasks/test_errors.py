@@ -175,3 +175,30 @@ def test_a_closed_saver_is_refused_before_a_completion_record_is_written(tmp_pat
     fresh = zarr_saver(tmp_path / "ds")
     assert fresh.read_record("tasks") is None
     assert TaskManager(row_of).submit_tasks(range(6), fresh, progress=False).items_done == 6
+
+
+def _ints_then_floats_with_a_failure(i: int) -> np.ndarray:
+    if i == 5:
+        raise ValueError("item 5 is unlucky")
+    return np.array([i]) if i < 4 else np.array([i + 0.75])
+
+
+def test_a_skipped_item_does_not_make_its_batch_cast_silently(tmp_path) -> None:
+    from zsaver.errors import DTypeMismatchError
+
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    with pytest.raises(DTypeMismatchError, match="float64"):  # as without the failure
+        TaskManager(_ints_then_floats_with_a_failure, batch_size=4).submit_tasks(
+            range(8), saver, save_interval=4, on_error="skip", progress=False
+        )
+    assert read_rows(saver).ravel().tolist() == [0, 1, 2, 3]  # nothing truncated was written
+
+
+@pytest.mark.parametrize("fill_value", [1.5, 300, "x"])
+def test_a_fill_value_the_results_dtype_cannot_hold_is_refused(tmp_path, fill_value) -> None:
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    with pytest.raises(ValueError, match="cannot be stored exactly in the results' dtype uint8"):
+        TaskManager(lambda i: np.array([i], dtype=np.uint8)).submit_tasks(
+            range(8), saver, on_error="skip", fill_value=fill_value, progress=False
+        )
+    assert saver.read_record("tasks")["items_done"] == 0

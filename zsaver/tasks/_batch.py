@@ -185,12 +185,35 @@ def default_fill(dtype: np.dtype) -> Any:
     return 0
 
 
+def check_fill_value(fill_value: Any, dtype: np.dtype) -> None:
+    """Raise ValueError unless ``fill_value`` is stored exactly in ``dtype`` (None: the default)."""
+    if fill_value is None:
+        return
+    value = np.asarray(fill_value)
+    try:
+        stored = value.astype(dtype)
+        try:
+            exact = np.array_equal(stored, value, equal_nan=True)
+        except TypeError:  # strings and other types without NaN
+            exact = np.array_equal(stored, value)
+    except (ValueError, TypeError, OverflowError):
+        exact = False
+    if not exact:
+        raise ValueError(f"fill_value={fill_value!r} cannot be stored exactly in the results' dtype {dtype}")
+
+
 def expand_rows(outcome: BatchOutcome, k: int, row_shape: tuple[int, ...], dtype: np.dtype,
                 fill_value: Any) -> np.ndarray:
-    """All ``count * k`` rows of a batch, fill rows standing in for failed items."""
+    """All ``count * k`` rows of a batch, fill rows standing in for failed items.
+
+    The rows keep the dtype of the batch's results (widened to hold the fill), so
+    the saver checks the cast of those results as it would without a failure.
+    """
     if outcome.ok is None and outcome.data is not None:
         return outcome.data
     fill = default_fill(dtype) if fill_value is None else fill_value
+    if outcome.data is not None:
+        dtype = np.result_type(dtype, outcome.data.dtype)
     rows = np.full((outcome.count * k, *row_shape), fill, dtype=dtype)
     if outcome.data is not None and outcome.ok is not None:
         rows[np.repeat(outcome.ok, k)] = outcome.data
@@ -237,4 +260,4 @@ def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
     out.data = None
 
 
-__all__ = ["BatchJob", "BatchOutcome", "WorkerWrite", "default_fill", "expand_rows", "release_task", "run_batch"]
+__all__ = ["BatchJob", "BatchOutcome", "WorkerWrite", "check_fill_value", "default_fill", "expand_rows", "release_task", "run_batch"]

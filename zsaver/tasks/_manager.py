@@ -25,6 +25,7 @@ from zsaver.tasks._batch import (
     BatchJob,
     BatchOutcome,
     WorkerWrite,
+    check_fill_value,
     expand_rows,
     release_task,
     run_batch,
@@ -433,6 +434,7 @@ class _Run:
         self.bar.update(outcome.count)
         if outcome.row_shape is not None and self.saver is not None:
             if self.row_shape is None:
+                check_fill_value(self.fill_value, np.dtype(outcome.dtype))
                 self.row_shape, self.dtype = outcome.row_shape, np.dtype(outcome.dtype)
                 self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
             elif outcome.row_shape != self.row_shape:
