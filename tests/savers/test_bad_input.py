@@ -36,6 +36,15 @@ CASES: list[tuple[str, str, dict[str, Any], Any, Any, type[Exception], str]] = [
         DTypeMismatchError,
         "new",
     ),
+    (   # uint32 3e9 -> int32 wraps to a negative number that round-trips back
+        "unsigned-wraps-into-signed",
+        "append",
+        {},
+        np.full((1, 3), 3_000_000_000, dtype=np.uint32),
+        None,
+        DTypeMismatchError,
+        "d",
+    ),
     ("wrong-row-shape", "append", {}, np.zeros((2, 4), np.int32), None, ShapeMismatchError, "d"),
     ("wrong-ndim", "append", {}, np.zeros((2, 3, 1), np.int32), None, ShapeMismatchError, "d"),
     ("zero-dimensional", "append", {}, np.int32(5), None, ShapeMismatchError, "d"),
@@ -170,3 +179,22 @@ def test_unknown_save_keyword_is_refused(backend: Backend) -> None:
     with pytest.raises(TypeError) as info:
         backend.saver().save(np.zeros((1, 3)), approach="update")
     assert isinstance(info.value, SaverOptionError)
+
+
+def test_unsigned_values_that_fit_a_signed_dataset_are_accepted(backend: Backend) -> None:
+    backend.saver(name="d", chunks=4).save(EXISTING)
+    backend.saver(name="d").save(np.full((1, 3), 2**31 - 1, dtype=np.uint32))
+    assert backend.read("d")[-1].tolist() == [2**31 - 1] * 3
+
+
+def test_nat_survives_a_change_of_time_unit() -> None:  # HDF5 has no datetime type: zarr only
+    import zarr
+
+    from zsaver import ZarrSaver
+
+    store = zarr.storage.MemoryStore()
+    stamps = np.array([["2026-01-01T00:00:01", "NaT"]], dtype="M8[s]")
+    ZarrSaver(store, "t", dtype="M8[ms]", chunks=4).save(stamps)
+    stored = zarr.open_array(store, path="t")[:]
+    assert stored.dtype == np.dtype("M8[ms]")
+    assert np.array_equal(stored, stamps.astype("M8[ms]"), equal_nan=True) and np.isnat(stored[0, 1])

@@ -82,8 +82,13 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
         cast = arr.astype(target)
         if target.kind in "fc" and source.kind in "iufcb":
             changed = bool(np.any(np.isfinite(arr) & ~np.isfinite(cast)))
+        elif target.kind in "iu" and source.kind in "iu":
+            # A range check: uint8 200 -> int8 -56 survives the round trip, wrapped.
+            info = np.iinfo(target)
+            changed = arr.size > 0 and (int(arr.min()) < info.min or int(arr.max()) > info.max)
         else:
-            changed = not np.array_equal(cast.astype(source), arr)
+            # NaT stays NaT across time units but never equals itself.
+            changed = not np.array_equal(cast.astype(source), arr, equal_nan=source.kind in "mM")
     if changed:
         raise DTypeMismatchError(
             f"dataset {dataset!r} has dtype {target}; got data of dtype {source} whose values "
