@@ -247,3 +247,17 @@ def test_update_into_the_partial_last_chunk_survives_the_next_append_of_an_open_
     expected = np.concatenate([np.full((3, 2), 1), np.full((2, 2), 2), np.full((4, 2), 3)])
     expected[1] = 7
     np.testing.assert_array_equal(zarr.open_array(store, path="d", mode="r")[:], expected)
+
+
+@pytest.mark.parametrize("approach", ["append", "overwrite", "update"])
+def test_a_group_at_the_dataset_path_is_refused_and_kept(tmp_path, approach) -> None:
+    from zsaver.errors import ShapeMismatchError
+
+    root = tmp_path / "g.zarr"
+    ZarrSaver(str(root), "runs/a").save(np.ones((3, 2)))
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".zsaver-locks" not in str(p)}
+    saver = ZarrSaver(str(root), "runs", approach=approach, shape=(2, 2))
+    with pytest.raises(ShapeMismatchError, match="found a zarr group there"):
+        saver.save(np.zeros((2, 2)), indices=[0, 1] if approach == "update" else None)
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".zsaver-locks" not in str(p)}
+    assert after == before

@@ -416,6 +416,9 @@ class ZarrSaver(StagedSaver):
             arr = zarr.open_array(self._store, path=self.path, mode="r+")
         except (FileNotFoundError, KeyError):
             return None
+        except Exception:
+            self._refuse_group()  # a clearer error than zarr's for the common mistake
+            raise
         if arr.ndim == 0:
             raise ShapeMismatchError(f"dataset {self.path!r} is zero-dimensional; it has no rows")
         return arr
@@ -471,9 +474,25 @@ class ZarrSaver(StagedSaver):
             np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
         )
 
+    def _refuse_group(self) -> None:
+        """Raise ShapeMismatchError if a zarr group lives at the dataset's path."""
+        store = self._store
+        zarr_json = get_bytes(store, f"{self.path}/zarr.json")
+        try:
+            is_group = zarr_json is not None and json.loads(zarr_json).get("node_type") == "group"
+        except (ValueError, AttributeError):
+            is_group = False
+        if is_group or get_bytes(store, f"{self.path}/.zgroup") is not None:
+            raise ShapeMismatchError(
+                f"dataset {self.path!r}: expected an array with a row axis; found a zarr group "
+                "there, which is left as it is (choose another dataset_name)"
+            )
+
     def _create(self, shape: tuple[int, ...], data_dtype: np.dtype, replace: bool) -> None:
         with self._locks.dataset():
-            if not replace:
+            if replace:
+                self._refuse_group()  # overwrite replaces an array, never a group and its arrays
+            else:
                 existing = self._open()
                 if existing is not None:
                     self._adopt(existing)
