@@ -71,3 +71,19 @@ def test_file_is_closed_between_flushes(tmp_path: Path) -> None:
             assert f["x"].shape == (3, 2)
     with h5py.File(path, "r") as f:
         assert f["x"].shape == (5, 2)
+
+
+def test_resuming_from_records_of_a_deleted_file_is_refused(tmp_path) -> None:
+    from zsaver import TaskManager
+    from zsaver.errors import ResumeMismatchError
+
+    def row(i: int) -> np.ndarray:
+        return np.full(2, i, dtype="f8")
+
+    path = tmp_path / "r.h5"
+    TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
+    path.unlink()  # the records next to it say 10 items are saved
+    with pytest.raises(ResumeMismatchError, match="the dataset is empty or gone"):
+        TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
+    report = TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), resume=False, progress=False)
+    assert report.items_skipped == 0 and h5py.File(path, "r")["x"][:, 0].tolist() == list(range(10))

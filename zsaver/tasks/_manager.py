@@ -203,6 +203,11 @@ class _Run:
         if existing is not None:
             record = CompletionRecord.model_validate(existing)
             record.check_compatible(self.n_items, self.rows_per_item)
+            if record.items_done and saver_length(saver) == 0:
+                raise ResumeMismatchError(
+                    f"completion records say {record.items_done} items are saved, but the dataset "
+                    "is empty or gone (was it deleted?); pass resume=False to start over"
+                )
             # Verify the already-done prefix before the first byte is written.
             todo = record.items_done
             while todo:
