@@ -107,3 +107,17 @@ def test_rerunning_a_finished_nested_conversion_changes_nothing(tmp_path: Path, 
     convert(tmp_path, target, consolidate_depth=3)  # the same command again, e.g. from a script
     assert _tree_files(tmp_path) == after
     np.testing.assert_array_equal(zarr.open_array(open_store(tmp_path), path="arr")[:], data)
+
+
+def test_a_nested_store_reopened_without_layout_keeps_its_layout_and_member_format(tmp_path: Path) -> None:
+    data = np.arange(6 * 4 * 5, dtype="i4").reshape(6, 4, 5)
+    write_nested_tree(tmp_path, "arr", data, (2, 2, 2), 3)
+    H5ShardStore(tmp_path, layout="nested", consolidate_depth=3)._ensure_open_sync()  # writes the marker
+    store = H5ShardStore(tmp_path)  # layout comes from the marker
+    zarr.open_array(store, path="arr", mode="r+")[0, 0, 0] = -1
+    data[0, 0, 0] = -1
+    store.consolidate()
+    assert (store.layout, store.consolidate_depth) == ("nested", 3)
+    with h5py.File(tmp_path / "arr" / "0.h5", "r") as f:
+        assert all(f[name].shape == () for name in f)  # scalar opaque members, as H5_Nested_Store wrote
+    np.testing.assert_array_equal(zarr.open_array(store, path="arr")[:], data)

@@ -325,3 +325,95 @@ def test_set_if_not_exists_keeps_a_chunk_that_lives_in_a_shard(store_cls: type, 
     store.delete_sync("x/c/2")  # a tombstoned chunk no longer exists: the write lands
     store.set_if_not_exists_sync("x/c/2", before)
     assert arr[:].tolist() == [1, 2, 3, 4]
+
+
+# --- found by an adversarial review ---------------------------------------------
+
+
+def test_write_direct_delete_during_a_flush_in_another_thread_stays_deleted(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, write_direct=True, chunks_per_shard=4)
+    zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="u1")
+    store.set_sync("x/c/0", PROTO.buffer.from_bytes(b"old"))
+    rewrite, deleter = store._rewrite_shard, []
+
+    def slow_rewrite(*args, **kwargs):  # the flush is mid-way when the other thread deletes
+        if not deleter:
+            deleter.append(threading.Thread(target=store.delete_sync, args=("x/c/0",)))
+            deleter[0].start()
+            time.sleep(0.2)
+        return rewrite(*args, **kwargs)
+
+    store._rewrite_shard = slow_rewrite
+    store.flush()
+    deleter[0].join()
+    assert store.get_sync("x/c/0") is None
+    assert store_cls(tmp_path).get_sync("x/c/0") is None
+
+
+def test_write_direct_chunks_are_seen_by_zarrs_read_only_mode(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path, write_direct=True)
+    zarr.create_array(store, name="x", shape=(8,), chunks=(2,), dtype="i4")[:] = np.arange(1, 9)
+    assert zarr.open_array(store, path="x", mode="r")[:].tolist() == list(range(1, 9))
+
+
+def test_a_read_racing_a_write_after_a_delete_never_returns_the_deleted_value(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path)
+    zarr.create_array(store, name="x", shape=(2,), chunks=(1,), dtype="u1")
+    store.set_sync("x/c/0", PROTO.buffer.from_bytes(b"10"))
+    store.consolidate()
+    store.delete_sync("x/c/0")  # a tombstone voids the shard copy
+    read_member = store._read_shard_member
+
+    def writer_slips_in(ref):  # after the reader's loose-file check, before its tombstone check
+        store.set_sync("x/c/0", PROTO.buffer.from_bytes(b"20"))
+        return read_member(ref)
+
+    store._read_shard_member = writer_slips_in
+    assert store.get_sync("x/c/0").to_bytes() == b"20"
+
+
+def test_the_stores_own_files_are_not_keys(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path)
+    zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="u1")[:] = [1, 2, 3, 4]
+    store.consolidate()
+    store.delete_sync("x/c/0")
+    shard = f"x/shard-0{store._container.suffix}"
+    for name in [".zsaver-store.json", shard, "x/c/0.zsaver-deleted"]:
+        assert store.get_sync(name) is None and not store.exists_sync(name)
+        with pytest.raises(FileNotFoundError):
+            store.getsize_sync(name)
+    with pytest.raises(ValueError, match="store's own files"):
+        store.delete_sync(shard)
+    assert zarr.open_array(store, path="x")[:].tolist() == [0, 0, 3, 4]
+
+
+def test_non_canonical_chunk_like_keys_stay_separate_keys(store_cls: type, tmp_path: Path) -> None:
+    store = store_cls(tmp_path)
+    zarr.create_array(store, name="x", shape=(4,), chunks=(1,), dtype="u1")
+    values = {"x/c/1": b"real", "x/c/01": b"zero-one", "x/c/\u0661": b"arabic-one"}
+    for key, value in values.items():
+        store.set_sync(key, PROTO.buffer.from_bytes(value))
+    store.consolidate()
+    assert {k: store.get_sync(k).to_bytes() for k in values} == values
+
+
+def test_a_write_retries_when_consolidation_removes_its_directory(
+    store_cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_cls(tmp_path)
+    zarr.create_array(store, name="x", shape=(4, 2), chunks=(1, 2), dtype="u1")
+    makedirs, calls = os.makedirs, []
+
+    def racing_makedirs(path, exist_ok=False):  # the parent vanished between two mkdirs
+        calls.append(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(path)
+        return makedirs(path, exist_ok=exist_ok)
+
+    monkeypatch.setattr(os, "makedirs", racing_makedirs)
+    store.set_sync("x/c/3/0", PROTO.buffer.from_bytes(b"ok"))
+    assert len(calls) >= 2 and store.get_sync("x/c/3/0").to_bytes() == b"ok"

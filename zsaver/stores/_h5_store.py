@@ -7,6 +7,8 @@ from typing import Any
 
 from zsaver.errors import StoreConfigError
 from zsaver.stores._h5 import H5Container
+from zsaver.stores._layout import ShardLayout
+from zsaver.stores._shard_cache import ShardHandleCache
 from zsaver.stores._sharded_base import ShardedStoreBase
 
 
@@ -69,6 +71,14 @@ class H5ShardStore(ShardedStoreBase):
 
     def _make_container(self) -> H5Container:
         return H5Container(scalar_members=self.layout == "nested")
+
+    def _build_layout(self, doc: dict[str, Any]) -> ShardLayout:
+        if doc.get("layout") == "nested" and self.layout != "nested":
+            # Opened without layout=: the marker's nested layout holds, member format included.
+            self.layout, self.consolidate_depth = "nested", doc.get("consolidate_depth")
+            self._container = self._make_container()
+            self._cache = ShardHandleCache(self._container, self.max_open_shards)
+        return super()._build_layout(doc)
 
     def _wanted_layout(self) -> dict[str, Any] | None:
         if self.layout == "nested":

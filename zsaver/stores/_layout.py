@@ -27,7 +27,8 @@ RESERVED_SUFFIXES = (TEMP_SUFFIX, TOMBSTONE_SUFFIX)
 #: Default grouping: 64 consecutive chunks along axis 0, every chunk of the other axes.
 DEFAULT_CHUNKS_PER_SHARD: tuple[int | None, ...] = (64,)
 
-_INT = re.compile(r"\d+")
+# Canonical indices only: "01" or a non-ASCII digit would alias chunk 1 and be merged with it.
+_INT = re.compile(r"0|[1-9][0-9]*")
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,9 @@ def _write_temp(path: str, data: Any) -> str:
         except FileNotFoundError:
             if attempt == 19:
                 raise
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            # A consolidation may remove an emptied parent between makedirs' mkdirs: retry.
+            with contextlib.suppress(FileNotFoundError):
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
     try:
         with open(fd, "wb") as f:
             f.write(data)
@@ -217,7 +219,10 @@ class ShardedStoreBase(ShardListingMixin, Store):
         self.__init__(state.pop("root"), **state)  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> Self:
-        return type(self)(self.root, read_only=read_only, **self._options())
+        copy = type(self)(self.root, read_only=read_only, **self._options())
+        if self.write_direct:  # the copy (zarr's mode="r") sees chunks not flushed yet
+            copy._buffer, copy._buffer_lock = self._buffer, self._buffer_lock
+        return copy
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready config: the constructor arguments (``"type": "<store_type>_shard"``).
@@ -368,6 +373,17 @@ class ShardedStoreBase(ShardListingMixin, Store):
             return None
         return ChunkRef(key, "/".join(parts[:depth]), info, where[0], where[1])
 
+    def _is_store_file(self, key: str) -> bool:
+        """Whether ``key`` names one of the store's own files (never a zarr key)."""
+        if key.endswith(RESERVED_SUFFIXES) or key.split("/", 1)[0] in BOOKKEEPING:
+            return True
+        if not key.endswith(self._container.suffix):
+            return False
+        parts = key.split("/")
+        found = self._owning_array(parts)
+        assert self._layout is not None
+        return found is not None and self._layout.is_shard_path("/".join(parts[found[0]:]), found[1].ndim)
+
     def _shard_path(self, ref: ChunkRef) -> str:
         return os.path.join(self._path(ref.prefix), ref.shard_rel)
 
@@ -409,7 +425,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
     def _get_bytes_or_none(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
         self._ensure_open_sync()
         _slice(b"", byte_range)  # reject a malformed byte_range before any I/O
-        if key.endswith(RESERVED_SUFFIXES):
+        if self._is_store_file(key):
             return None
         if self._buffer:
             with self._buffer_lock:
@@ -425,7 +441,16 @@ class ShardedStoreBase(ShardListingMixin, Store):
         if ref is None:
             return None
         data = self._read_shard_member(ref)
-        return None if data is None else _slice(data, byte_range)
+        if data is None:
+            return None
+        # A writer may have put a loose file in place and dropped a tombstone between
+        # our two checks; then the shard copy read above is a deleted value.
+        try:
+            with open(self._path(key), "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
+        return _slice(data, byte_range)
 
     def _read_shard_member(self, ref: ChunkRef) -> bytes | None:
         # Order matters: loose file (checked by the caller), tombstone, then shard.
@@ -504,6 +529,8 @@ class ShardedStoreBase(ShardListingMixin, Store):
         """Remove ``key`` (a chunk in a shard gets a tombstone until consolidation)."""
         self._ensure_open_sync()
         self._check_writable()
+        if self._is_store_file(key):
+            raise ValueError(f"key {key!r} names one of the store's own files, not a zarr key")
         path = self._path(key)
         if os.path.isdir(path):
             self._delete_prefix(key.rstrip("/") + "/")
@@ -516,12 +543,13 @@ class ShardedStoreBase(ShardListingMixin, Store):
                 pass
             self._arrays.pop(key.rpartition("/")[0], None)
             return
-        with self._buffer_lock:
+        # The buffer lock stays held, so a flush in another thread cannot write the
+        # buffered value into the shard after this delete decided it needs no tombstone.
+        with self._buffer_lock, self._consolidation_lock(ref.prefix, ref.shard_rel), \
+                self._swap_lock(ref.prefix, ref.shard_rel):
             entry = self._buffer.pop(key, None)
             if entry is not None:
                 self._buffer_bytes -= len(entry[1])
-        with self._consolidation_lock(ref.prefix, ref.shard_rel), \
-                self._swap_lock(ref.prefix, ref.shard_rel):
             handle = self._cache.acquire(self._shard_path(ref))
             in_shard = handle is not None and ref.member in handle.index
             if handle is not None:
@@ -536,7 +564,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def exists_sync(self, key: str) -> bool:
         self._ensure_open_sync()
-        if key.endswith(RESERVED_SUFFIXES):
+        if self._is_store_file(key):
             return False
         if self._buffer and key in self._buffer:
             return True
@@ -555,6 +583,8 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def getsize_sync(self, key: str) -> int:
         self._ensure_open_sync()
+        if self._is_store_file(key):
+            raise FileNotFoundError(key)
         entry = self._buffer.get(key) if self._buffer else None
         if entry is not None:
             return len(entry[1])
@@ -593,21 +623,19 @@ class ShardedStoreBase(ShardListingMixin, Store):
         Everything set before a flush returns survives a SIGKILL; a no-op without
         ``write_direct``.
         """
+        # Held throughout: a set or delete of this process landing between the
+        # snapshot and the shard rewrite would be undone by it.
         with self._buffer_lock:
-            snapshot = dict(self._buffer)
-        if not snapshot:
-            return
-        by_shard: dict[tuple[str, str], dict[str, bytes]] = {}
-        for key, (ref, data) in snapshot.items():
-            by_shard.setdefault((ref.prefix, ref.shard_rel), {})[key] = data
-        for (prefix, shard_rel), extra in by_shard.items():
-            self._rewrite_shard(prefix, shard_rel, [], extra)
-            with self._buffer_lock:
-                for key in extra:
+            by_shard: dict[tuple[str, str], dict[str, bytes]] = {}
+            for key, (ref, data) in self._buffer.items():
+                by_shard.setdefault((ref.prefix, ref.shard_rel), {})[key] = data
+            for (prefix, shard_rel), extra in by_shard.items():
+                self._rewrite_shard(prefix, shard_rel, [], extra)
+                for key, data in extra.items():
                     entry = self._buffer.get(key)
-                    if entry is not None and entry[1] is snapshot[key][1]:
+                    if entry is not None and entry[1] is data:
                         del self._buffer[key]
-                        self._buffer_bytes -= len(entry[1])
+                        self._buffer_bytes -= len(data)
 
     # ---------------------------------------------------------------- async API
     async def get(
