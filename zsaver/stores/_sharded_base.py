@@ -90,6 +90,19 @@ def _create_exclusive(path: str, data: Any) -> bool:
         os.unlink(tmp)
 
 
+def _is_reserved_name(key: str) -> bool:
+    """Bookkeeping names at the root and temporary or tombstone suffixes: never zarr keys."""
+    return key.endswith(RESERVED_SUFFIXES) or key.split("/", 1)[0] in BOOKKEEPING
+
+
+def _read_file_or_none(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
 def _drop_tombstone(path: str) -> None:
     """Remove the tombstone of the chunk at ``path``, if it has one."""
     with contextlib.suppress(FileNotFoundError):
@@ -375,7 +388,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def _is_store_file(self, key: str) -> bool:
         """Whether ``key`` names one of the store's own files (never a zarr key)."""
-        if key.endswith(RESERVED_SUFFIXES) or key.split("/", 1)[0] in BOOKKEEPING:
+        if _is_reserved_name(key):
             return True
         if not key.endswith(self._container.suffix):
             return False
@@ -405,7 +418,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
     def _check_key(key: str) -> None:
         if not isinstance(key, str):
             raise TypeError(f"keys must be str, got {type(key).__name__}")
-        if key.endswith(RESERVED_SUFFIXES) or key.split("/", 1)[0] in BOOKKEEPING:
+        if _is_reserved_name(key):
             raise ValueError(f"key {key!r} is reserved for the store's own files")
 
     # ---------------------------------------------------------------- sync API
@@ -432,11 +445,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
                 entry = self._buffer.get(key)
             if entry is not None:
                 return _slice(entry[1], byte_range)
-        try:
-            with open(self._path(key), "rb") as f:  # a loose file wins over the shard copy
-                return _slice(f.read(), byte_range)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pass
+        data = _read_file_or_none(self._path(key))  # a loose file wins over the shard copy
+        if data is not None:
+            return _slice(data, byte_range)
         ref = self._chunk_ref(key)
         if ref is None:
             return None
@@ -445,12 +456,8 @@ class ShardedStoreBase(ShardListingMixin, Store):
             return None
         # A writer may have put a loose file in place and dropped a tombstone between
         # our two checks; then the shard copy read above is a deleted value.
-        try:
-            with open(self._path(key), "rb") as f:
-                data = f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pass
-        return _slice(data, byte_range)
+        loose = _read_file_or_none(self._path(key))
+        return _slice(data if loose is None else loose, byte_range)
 
     def _read_shard_member(self, ref: ChunkRef) -> bytes | None:
         # Order matters: loose file (checked by the caller), tombstone, then shard.
