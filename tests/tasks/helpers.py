@@ -130,3 +130,10 @@ def slice_logging_saver(directory: Path, approach: str = "append", row_chunk: in
             return (slice_logging_saver, (self.directory, self.approach, self._row_chunk))
 
     return SliceLoggingSaver(directory, approach, row_chunk)
+
+
+def odd_shape_at(i: int, odd: tuple[int, ...] = (4,), slow: tuple[int, ...] = ()) -> np.ndarray:
+    """Rows of 4 values, 3 for the items in ``odd``; the items in ``slow`` take 0.3 s."""
+    if i in slow:
+        time.sleep(0.3)
+    return np.zeros(3, dtype=np.float32) + i if i in odd else row_of(i)

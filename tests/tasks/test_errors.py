@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from helpers import FlakyOnce, fails_at, fails_on_multiples_of_7, read_rows, row_of, zarr_saver
+from helpers import FlakyOnce, fails_at, fails_on_multiples_of_7, odd_shape_at, read_rows, row_of, zarr_saver
 
 from zsaver import TaskError, TaskManager
 
@@ -87,6 +87,64 @@ def test_result_of_another_shape_is_a_failure_of_that_item(tmp_path) -> None:
     )
     assert [(f.index, f.exc_type) for f in report.failures] == [(4, "ShapeMismatchError")]
     assert np.isnan(read_rows(saver)[4]).all() and len(saver) == 8
+
+
+def _expected_with_shape_failures(n: int, odd: set[int]) -> np.ndarray:
+    rows = np.stack([row_of(i) for i in range(n)])
+    rows[sorted(odd)] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize("odd, failed", [
+    ((4,), [4]),
+    ((4, 6), [4, 6]),
+    ((0, 4), [1, 2, 3, 5, 6, 7, 8, 9, 10, 11]),  # item 0 sets the shape: the others fail
+])
+def test_an_odd_result_fails_alone_wherever_it_sits_in_its_batch(tmp_path, odd, failed) -> None:
+    # The first item of the run sets the row shape, not the first item of each
+    # batch: item 4 opens a batch of 4 and must not take items 5-7 down with it.
+    saver = zarr_saver(tmp_path / "ds")
+    report = TaskManager(odd_shape_at, batch_size=4).submit_tasks(
+        range(12), saver, on_error="skip", task_kwargs={"odd": odd}, progress=False
+    )
+    assert [(f.index, f.exc_type) for f in report.failures] == [(i, "ShapeMismatchError") for i in failed]
+    data = read_rows(saver)
+    assert len(data) == 12 and np.isnan(data[failed]).all()
+    kept = [i for i in range(12) if i not in failed]
+    assert not np.isnan(data[kept]).any()
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_the_row_shape_follows_item_order_not_completion_order(tmp_path, executor) -> None:
+    # Batch 0 (items 0-3, rows of 4) finishes last; batch 1 (items 4-7, rows of 3)
+    # finishes first. Item 0 comes first, so batch 1 is the one that fails.
+    saver = zarr_saver(tmp_path / "ds")
+    report = TaskManager(odd_shape_at, executor=executor, n_workers=2, batch_size=4).submit_tasks(
+        range(12), saver, on_error="skip", task_kwargs={"odd": (4, 5, 6, 7), "slow": (0,)}, progress=False
+    )
+    assert [f.index for f in report.failures] == [4, 5, 6, 7]
+    np.testing.assert_array_equal(read_rows(saver), _expected_with_shape_failures(12, {4, 5, 6, 7}))
+
+
+def test_raise_on_a_shape_mismatch_keeps_the_items_before_it(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    with pytest.raises(TaskError, match="item 6 failed: ShapeMismatchError"):
+        TaskManager(odd_shape_at, batch_size=4).submit_tasks(
+            range(12), saver, task_kwargs={"odd": (6,)}, progress=False
+        )
+    assert saver.read_record("tasks")["items_done"] == 6
+    np.testing.assert_array_equal(read_rows(saver), _expected(6, set()))
+
+
+def test_workers_that_write_report_odd_results_as_failures(tmp_path) -> None:
+    # A worker that writes its own rows checks them against the dataset's shape:
+    # the odd item fails alone, its row gets the fill value, the run goes on.
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    report = TaskManager(odd_shape_at, batch_size=4).submit_tasks(
+        range(16), saver, write="workers", on_error="skip", task_kwargs={"odd": (8, 13)}, progress=False
+    )
+    assert [f.index for f in report.failures] == [8, 13] and report.rows_saved_by_workers > 0
+    np.testing.assert_array_equal(read_rows(saver), _expected_with_shape_failures(16, {8, 13}))
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,9 @@ class BatchOutcome:
     row_shape: tuple[int, ...] | None = None
     dtype: str | None = None
     rows_written: int = 0
+    #: True when the results had several shapes: ``data`` is then a list of the
+    #: successful results as arrays, for :func:`settle_shapes` to sort out.
+    ragged: bool = False
 
 
 # Tasks already set up in this process, by run token.
@@ -140,9 +143,13 @@ def _retry(fn: Any, item: Any, kwargs: dict[str, Any], retries: int, exc: Except
     return None, exc
 
 
-def _stack(results: list[Any], positions: list[int], start: int, k: int | None,
-           failed: dict[int, ItemFailure]) -> np.ndarray | None:
-    """Rows of the successful results, one array; results of another shape become failures."""
+def _stack(results: list[Any], positions: list[int], k: int | None,
+           failed: dict[int, ItemFailure], start: int) -> np.ndarray | list[np.ndarray] | None:
+    """Rows of the successful results as one array, or a list of arrays when their shapes differ.
+
+    Which shape is right is not decided here: the rows saved before the batch
+    decide it (see :func:`settle_shapes`), whatever the batch boundaries.
+    """
     if not positions:
         return None
     try:
@@ -150,17 +157,7 @@ def _stack(results: list[Any], positions: list[int], start: int, k: int | None,
         if arr.dtype == object:
             raise ValueError("ragged")
     except ValueError:
-        arrays = [np.asarray(results[p]) for p in positions]
-        ref = arrays[0].shape
-        keep = []
-        for p, a in zip(positions, arrays, strict=True):
-            if a.shape == ref:
-                keep.append(a)
-            else:
-                failed[p] = ItemFailure(start + p, "ShapeMismatchError",
-                                        f"result of shape {a.shape}, expected {ref} like the batch's first")
-        positions[:] = [p for p in positions if p not in failed]
-        arr = np.stack(keep)
+        return [np.asarray(results[p]) for p in positions]
     if k is not None:
         if arr.ndim < 2 or arr.shape[1] != k:
             for p in positions:
@@ -170,6 +167,52 @@ def _stack(results: list[Any], positions: list[int], start: int, k: int | None,
             return None
         arr = arr.reshape((arr.shape[0] * k, *arr.shape[2:]))
     return arr
+
+
+def settle_shapes(out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int | None) -> BatchOutcome:
+    """``out`` with the rows of every successful item in ``row_shape``; items of another shape fail.
+
+    ``row_shape`` is the shape of the rows saved so far; None (nothing saved
+    yet) takes the shape of the batch's first successful item. Called on
+    batches in item order, so the first result of the run sets the shape,
+    whatever the batch boundaries and the order in which batches finish.
+
+    Example:
+        >>> out = BatchOutcome(0, 3, [np.zeros(2), np.zeros(3), np.zeros(2)], ragged=True)
+        >>> settled = settle_shapes(out, None, None)
+        >>> settled.data.shape, [f.index for f in settled.failures]
+        ((2, 2), [1])
+    """
+    if not out.ragged and (out.data is None or row_shape is None or out.row_shape == row_shape):
+        return out
+    ok = np.ones(out.count, dtype=bool) if out.ok is None else out.ok.copy()
+    positions = np.flatnonzero(ok).tolist()
+    arrays = out.data if out.ragged else [None] * len(positions)
+    failures = list(out.failures)
+    kept = []
+    for pos, arr in zip(positions, arrays, strict=True):
+        if arr is None:  # a stacked batch of another shape: all of it fails alike
+            shape, message = out.row_shape, f"result rows of shape {out.row_shape}, the dataset's rows have shape {row_shape}"
+        elif k is not None and (arr.ndim == 0 or arr.shape[0] != k):
+            shape, message = None, f"rows_per_item={k} but the result has shape {arr.shape}"
+        else:
+            shape = arr.shape if k is None else arr.shape[1:]
+            if row_shape is None:
+                row_shape = shape
+            message = f"result rows of shape {shape}, expected {row_shape} like the rows before"
+        if arr is not None and shape == row_shape:
+            kept.append(arr)
+        else:
+            ok[pos] = False
+            failures.append(ItemFailure(out.start + pos, "ShapeMismatchError", message))
+    failures.sort(key=lambda f: f.index)
+    if not kept:
+        return BatchOutcome(out.start, out.count, None, ok, failures)
+    data = np.stack(kept)
+    if k is not None:
+        data = data.reshape((data.shape[0] * k, *data.shape[2:]))
+    return BatchOutcome(out.start, out.count, data, None if ok.all() else ok, failures,
+                        tuple(data.shape[1:]), data.dtype.str)
 
 
 def default_fill(dtype: np.dtype) -> Any:
@@ -229,9 +272,11 @@ def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrit
         out.data = results
     else:
         positions = [p for p in range(len(items)) if p not in failed] if failed else list(range(len(items)))
-        data = _stack(results, positions, start, job.rows_per_item, failed)
+        data = _stack(results, positions, job.rows_per_item, failed, start)
         out.data = data
-        if data is not None:
+        if isinstance(data, list):
+            out.ragged = True
+        elif data is not None:
             out.row_shape, out.dtype = tuple(data.shape[1:]), data.dtype.str
     if failed:
         ok = np.ones(len(items), dtype=bool)
@@ -246,8 +291,9 @@ def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrit
 def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
     k = job.rows_per_item or 1
     dtype = np.dtype(write.dtype)
-    if out.row_shape is not None and out.row_shape != write.row_shape:
-        raise ShapeMismatchError(f"rows of shape {out.row_shape}, the dataset has {write.row_shape}")
+    settled = settle_shapes(out, write.row_shape, job.rows_per_item)
+    out.data, out.ok, out.failures = settled.data, settled.ok, settled.failures
+    out.row_shape, out.dtype, out.ragged = settled.row_shape, settled.dtype, False
     rows = expand_rows(out, k, write.row_shape, dtype, write.fill_value)
     first = write.row_base + out.start * k
     saver = pickle.loads(write.saver_bytes)
@@ -260,4 +306,7 @@ def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
     out.data = None
 
 
-__all__ = ["BatchJob", "BatchOutcome", "WorkerWrite", "check_fill_value", "default_fill", "expand_rows", "release_task", "run_batch"]
+__all__ = [
+    "BatchJob", "BatchOutcome", "WorkerWrite", "check_fill_value", "default_fill", "expand_rows",
+    "release_task", "run_batch", "settle_shapes",
+]

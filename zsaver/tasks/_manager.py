@@ -29,6 +29,7 @@ from zsaver.tasks._batch import (
     expand_rows,
     release_task,
     run_batch,
+    settle_shapes,
 )
 from zsaver.tasks._executors import ExecutorHandle, validate_executor
 from zsaver.tasks._ordering import ReorderBuffer
@@ -188,6 +189,7 @@ class _Run:
         self.committed = 0  # items released in order (the next checkpoint covers them)
         self.results: list[Any] | None = [] if saver is None else None
         self.first_failure: ItemFailure | None = None
+        self.failures_seen = 0  # for the progress bar
         self.checkpoints = 0
         self.worker_write: WorkerWrite | None = None
         self.reserved = 0  # rows reserved for workers that write themselves
@@ -437,24 +439,35 @@ class _Run:
 
     def _accept(self, batch: _Batch, outcome: BatchOutcome) -> None:
         self.bar.update(outcome.count)
-        if outcome.row_shape is not None and self.saver is not None:
-            if self.row_shape is None:
-                check_fill_value(self.fill_value, np.dtype(outcome.dtype))
-                self.row_shape, self.dtype = outcome.row_shape, np.dtype(outcome.dtype)
-                self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
-            elif outcome.row_shape != self.row_shape:
-                outcome = _all_failed(outcome, f"result rows of shape {outcome.row_shape}, "
-                                               f"the dataset's rows have shape {self.row_shape}")
-        if outcome.failures:
-            if self.on_error == "raise":
-                first = outcome.failures[0]
-                if self.first_failure is None or first.index < self.first_failure.index:
-                    self.first_failure = first
-            self.bar.set_postfix(failed=len(self.report.failures) + len(outcome.failures), refresh=False)
+        self._note_failures(outcome.failures)
         self.reorder.put(outcome.start, outcome.count, (batch, outcome))
+
+    def _note_failures(self, failures: list[ItemFailure]) -> None:
+        if not failures:
+            return
+        if self.on_error == "raise":
+            first = failures[0]
+            if self.first_failure is None or first.index < self.first_failure.index:
+                self.first_failure = first
+        self.failures_seen += len(failures)
+        self.bar.set_postfix(failed=self.failures_seen, refresh=False)
+
+    def _settle(self, outcome: BatchOutcome) -> BatchOutcome:
+        """Check a batch's rows against the rows before it (in item order, so deterministically)."""
+        if self.saver is None or outcome.rows_written:
+            return outcome  # results as they are; a worker that wrote its rows checked them
+        known = {f.index for f in outcome.failures}
+        outcome = settle_shapes(outcome, self.row_shape, self.rows_per_item)
+        if self.row_shape is None and outcome.row_shape is not None:
+            check_fill_value(self.fill_value, np.dtype(outcome.dtype))
+            self.row_shape, self.dtype = outcome.row_shape, np.dtype(outcome.dtype)
+            self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
+        self._note_failures([f for f in outcome.failures if f.index not in known])
+        return outcome
 
     def _release_ready(self) -> None:
         for batch, outcome in self.reorder.pop_ready():
+            outcome = self._settle(outcome)
             if self.first_failure is not None and outcome.start + outcome.count > self.first_failure.index:
                 self._release(batch, outcome, upto=self.first_failure.index - outcome.start)
                 break
@@ -575,11 +588,6 @@ def _head(outcome: BatchOutcome, n: int, k: int) -> BatchOutcome:
     # A worker that wrote its batch wrote these items' rows too: they are saved, not pending.
     written = n * k if outcome.rows_written else 0
     return BatchOutcome(outcome.start, n, data, ok, failures, outcome.row_shape, outcome.dtype, written)
-
-
-def _all_failed(outcome: BatchOutcome, message: str) -> BatchOutcome:
-    failures = [ItemFailure(outcome.start + i, "ShapeMismatchError", message) for i in range(outcome.count)]
-    return BatchOutcome(outcome.start, outcome.count, None, np.zeros(outcome.count, dtype=bool), failures)
 
 
 def _aligned_step(row_chunk: int, k: int) -> int:
