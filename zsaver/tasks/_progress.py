@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,26 +23,33 @@ RECORD_VERSION = 1
 class ItemFingerprint:
     """A running hash of items in order, independent of how they are batched.
 
-    Each item contributes its pickle (ints: 8 little-endian bytes, hashed in bulk).
+    Each item contributes a canonical encoding of its value, the same in every
+    interpreter: Python and numpy integers alike (so ``range(n)`` and
+    ``np.arange(n)`` match; ints are hashed in bulk), floats, strings, bytes,
+    None, tuples and lists alike, sets and dicts sorted (so ``PYTHONHASHSEED``
+    does not matter), numpy arrays by dtype, shape and bytes; anything else by
+    its pickle.
 
     Example:
         >>> a, b = ItemFingerprint(), ItemFingerprint()
-        >>> a.update([1, 2, 3]); b.update([1]); b.update([2, 3])
+        >>> a.update([1, 2, 3]); b.update([1]); b.update(np.arange(2, 4))
         >>> a.hexdigest() == b.hexdigest()
         True
     """
 
     _INT_ITEM = np.dtype([("tag", "u1"), ("value", "<i8")])
+    #: Integer types that fit int64, packed in bulk (uint64 may not fit).
+    _BULK_INTS = frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32})
 
     def __init__(self) -> None:
         self._hash = hashlib.blake2b(digest_size=16)
         self.count = 0
 
     def update(self, items: Sequence[Any]) -> None:
-        if not items:
+        if not len(items):
             return
         self.count += len(items)
-        if all(type(item) is int for item in items):
+        if all(type(item) in self._BULK_INTS for item in items):
             try:
                 packed = np.empty(len(items), dtype=self._INT_ITEM)
                 packed["tag"] = ord("i")
@@ -53,14 +61,40 @@ class ItemFingerprint:
         for item in items:
             self._hash.update(self._encode(item))
 
-    @staticmethod
-    def _encode(item: Any) -> bytes:
-        if type(item) is int and -(2**63) <= item < 2**63:
-            return b"i" + item.to_bytes(8, "little", signed=True)
+    @classmethod
+    def _encode(cls, item: Any) -> bytes:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            value = int(item)
+            if -(2**63) <= value < 2**63:
+                return b"i" + value.to_bytes(8, "little", signed=True)
+            return b"I" + str(value).encode()
+        if isinstance(item, (float, np.floating)):
+            return b"f" + struct.pack("<d", float(item))
+        if isinstance(item, str):
+            return b"s" + item.encode("utf-8", "surrogatepass")
+        if isinstance(item, bytes):
+            return b"b" + item
+        if item is None:
+            return b"n"
+        if isinstance(item, (tuple, list)):
+            return b"l" + b"".join(cls._framed(x) for x in item)
+        if isinstance(item, (set, frozenset)):
+            return b"S" + b"".join(sorted(cls._framed(x) for x in item))
+        if isinstance(item, dict):
+            return b"d" + b"".join(sorted(cls._framed(k) + cls._framed(v) for k, v in item.items()))
+        if isinstance(item, np.ndarray) and item.dtype != object:
+            head = f"{item.dtype.str}{item.shape}".encode()
+            return b"a" + cls._framed(head) + np.ascontiguousarray(item).tobytes()
         try:
             return b"p" + pickle.dumps(item, protocol=4)
         except Exception:  # unpicklable items (threads, serial) still get a fingerprint
             return b"r" + repr(item).encode()
+
+    @classmethod
+    def _framed(cls, item: Any) -> bytes:
+        """The encoding of ``item`` behind its length, so that nested encodings cannot run together."""
+        encoded = cls._encode(item)
+        return len(encoded).to_bytes(8, "little") + encoded
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

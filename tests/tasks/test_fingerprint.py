@@ -1,0 +1,87 @@
+"""The item fingerprint that lets a rerun recognise its items, in every interpreter."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import read_rows, row_of, zarr_saver
+
+from zsaver import TaskManager
+from zsaver.tasks._progress import ItemFingerprint
+
+
+def _digest(items) -> str:
+    fp = ItemFingerprint()
+    fp.update(items)
+    return fp.hexdigest()
+
+
+@pytest.mark.parametrize("a, b", [
+    (list(range(5)), list(np.arange(5))),  # Python and numpy integers alike
+    ([np.int32(7), np.uint8(3)], [7, 3]),
+    ([np.uint64(5)], [5]),
+    ([1.5, np.float32(0.25)], [np.float64(1.5), 0.25]),
+    ([(1, "a"), [2, "b"]], [[1, "a"], (2, "b")]),  # tuples and lists alike
+    ([{"x", "y", "z"}], [{"z", "y", "x"}]),
+    ([{"b": 1, "a": 2}], [{"a": 2, "b": 1}]),
+    ([np.arange(6).reshape(2, 3)], [np.arange(6).reshape(2, 3).copy(order="F")]),
+])
+def test_equal_items_give_equal_fingerprints(a, b) -> None:
+    assert _digest(a) == _digest(b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([1, 2], [2, 1]),
+    ([1], [1.0]),
+    (["ab"], [["a", "b"]]),
+    ([["ab", "c"]], [["a", "bc"]]),  # nested values are framed, so they cannot run together
+    ([True], [1]),
+    ([np.arange(6).reshape(2, 3)], [np.arange(6).reshape(3, 2)]),
+    ([np.arange(3, dtype="i4")], [np.arange(3, dtype="i8")]),
+    ([2**70], [2**70 + 1]),
+    ([None], ["None"]),
+])
+def test_different_items_give_different_fingerprints(a, b) -> None:
+    assert _digest(a) != _digest(b)
+
+
+def test_batching_does_not_change_the_fingerprint() -> None:
+    items = [3, "x", (1, 2), 4.5, 9]
+    whole, parts = ItemFingerprint(), ItemFingerprint()
+    whole.update(items)
+    parts.update(items[:2])
+    parts.update(items[2:])
+    assert whole.hexdigest() == parts.hexdigest() and whole.count == parts.count == 5
+
+
+def test_sets_and_dicts_of_strings_give_one_fingerprint_whatever_the_hash_seed() -> None:
+    code = (
+        "from zsaver.tasks._progress import ItemFingerprint as F; f = F(); "
+        "f.update([{'alpha', 'beta', 'gamma', 'delta'}, {'k1': 1, 'k2': {'u', 'v'}}, frozenset('xyz')]); "
+        "print(f.hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(digests) == 1
+
+
+def test_a_run_over_range_resumes_over_np_arange(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+
+    def stop_at_30(i: int) -> np.ndarray:
+        if i == 30:
+            raise KeyboardInterrupt
+        return row_of(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        TaskManager(stop_at_30, batch_size=5).submit_tasks(range(50), saver, save_interval=10, progress=False)
+    done = saver.read_record("tasks")["items_done"]
+    assert 0 < done <= 30
+    report = TaskManager(row_of).submit_tasks(np.arange(50), saver.clone(), save_interval=10, progress=False)
+    assert report.items_skipped == done
+    np.testing.assert_array_equal(read_rows(saver), np.stack([row_of(i) for i in range(50)]))
