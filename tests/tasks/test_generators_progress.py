@@ -79,13 +79,19 @@ class CountingSaver(Saver):
         return len(self.rows)
 
 
-@pytest.mark.parametrize("consolidate, expected", [("end", 1), (None, 0), (2, 5 // 2 + 1)])
+@pytest.mark.parametrize("consolidate, expected", [("end", 1), (None, 0), (2, 5 // 2 + 1), (5, 1), (1, 5)])
 def test_consolidation_runs_at_the_end_every_n_checkpoints_or_never(consolidate, expected) -> None:
+    # 5 checkpoints. When the last one consolidated, the end does not do it again.
     saver = CountingSaver()
     report = TaskManager(row_of).submit_tasks(range(50), saver, save_interval=10, consolidate=consolidate,
                                               progress=False)
     assert saver.calls.count("consolidate") == report.consolidations == expected
     assert saver.calls.count("save") == 5 and len(saver) == 50
+    if expected:  # nothing saved after the last consolidation
+        def last(call: str) -> int:
+            return len(saver.calls) - 1 - saver.calls[::-1].index(call)
+
+        assert last("save") < last("consolidate")
 
 
 def test_checkpoint_saves_then_flushes_every_save_interval_results() -> None:

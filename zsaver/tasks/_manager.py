@@ -191,6 +191,7 @@ class _Run:
         self.first_failure: ItemFailure | None = None
         self.failures_seen = 0  # for the progress bar
         self.checkpoints = 0
+        self.consolidated_at = -1  # the checkpoint count at the last consolidation
         self.worker_write: WorkerWrite | None = None
         self.reserved = 0  # rows reserved for workers that write themselves
 
@@ -520,8 +521,12 @@ class _Run:
         self.pending_items = 0
         self.checkpoints += 1
         if _is_int(self.consolidate) and self.checkpoints % self.consolidate == 0:  # type: ignore[operator]
-            self.saver.consolidate()
-            self.report.consolidations += 1
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        self.saver.consolidate()  # type: ignore[union-attr]
+        self.report.consolidations += 1
+        self.consolidated_at = self.checkpoints
 
     def _write_pending(self) -> None:
         if self.row_shape is None or not self.pending:
@@ -563,9 +568,8 @@ class _Run:
             self.record.complete = True
             if self.records:
                 self.saver.write_record(self.record_name, self.record.model_dump(mode="json"))
-            if self.consolidate is not None:
-                self.saver.consolidate()
-                self.report.consolidations += 1
+            if self.consolidate is not None and not (self.checkpoints and self.consolidated_at == self.checkpoints):
+                self._consolidate()  # unless the last checkpoint just did
         self.report.results = self.results
 
 
