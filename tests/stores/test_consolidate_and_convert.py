@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,39 @@ def test_convert_rejects_an_unknown_target_before_writing(tmp_path: Path) -> Non
     with pytest.raises(StoreConfigError, match="'h5', 'zip', 'plain'"):
         convert(tmp_path, "tar")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_to_plain_makes_chunk_files_durable_before_deleting_a_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Power loss cannot be simulated here; what can be checked is the order of
+    # the system calls: every chunk file, and every directory on its path, is
+    # fsynced before the shard that held the chunk is unlinked.
+    data = np.arange(24, dtype="i4").reshape(12, 2)
+    store = H5ShardStore(tmp_path, chunks_per_shard=2)
+    zarr.create_array(store, name="g/x", shape=data.shape, chunks=(2, 2), dtype="i4")[:] = data
+    store.consolidate()
+    events: list[tuple[str, str]] = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd: int) -> None:  # a chunk file is fsynced under its temporary name
+        events.append(("fsync", re.sub(r"\.[0-9a-f]{32}\.zsaver-partial$", "", os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
+        events.append(("unlink", os.path.realpath(path)))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    convert(tmp_path, "plain")
+    monkeypatch.undo()
+    root = os.path.realpath(tmp_path)
+    shards = [i for i, (kind, path) in enumerate(events) if kind == "unlink" and path.endswith(".h5")]
+    assert len(shards) == 3
+    synced_before = {path for kind, path in events[: shards[0]] if kind == "fsync"}
+    first_chunks = [os.path.join(root, "g", "x", "c", str(i), "0") for i in range(2)]
+    needed = set(first_chunks) | {os.path.dirname(c) for c in first_chunks} | {
+        os.path.join(root, "g", "x", "c"), os.path.join(root, "g", "x")}
+    assert needed <= synced_before, needed - synced_before
+    np.testing.assert_array_equal(zarr.open_array(zarr.storage.LocalStore(tmp_path), path="g/x")[:], data)

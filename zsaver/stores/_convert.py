@@ -220,13 +220,19 @@ def _array_of(store: ShardedStoreBase, key: str) -> str:
 
 
 def _explode(store: ShardedStoreBase) -> None:
-    """Turn every shard into loose chunk files, a shard at a time."""
+    """Turn every shard into loose chunk files, a shard at a time.
+
+    A shard is deleted only once its chunk files, and the directory entries
+    naming them, are on disk (fsynced), so not even a power cut loses a chunk.
+    """
     for prefix, shard_rel, file_key in _shards(store):
         keys = store._shard_members(file_key) or []
+        top = store._path(prefix)
         with store._consolidation_lock(prefix, shard_rel):
             handle = store._cache.acquire(store._path(file_key))
             if handle is None:
                 continue
+            written_dirs: set[str] = {top}
             try:
                 for key in keys:
                     loose = store._path(key)
@@ -235,16 +241,27 @@ def _explode(store: ShardedStoreBase) -> None:
                         continue
                     ref = store._chunk_ref(key)
                     assert ref is not None
-                    os.replace(_write_temp(loose, handle.read(ref.member) or b""), loose)
+                    os.replace(_write_temp(loose, handle.read(ref.member) or b"", durable=True), loose)
+                    written_dirs.update(_dirs_between(top, os.path.dirname(loose)))
             finally:
                 store._cache.release(handle)
-            fsync_dir(store._path(prefix))
+            for directory in sorted(written_dirs, key=len, reverse=True):  # deepest first
+                fsync_dir(directory)
             os.unlink(store._path(file_key))
     for dirpath, _, filenames in os.walk(store._root):
         for name in filenames:
             if name.endswith((TOMBSTONE_SUFFIX, TEMP_SUFFIX)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(dirpath, name))
+
+
+def _dirs_between(top: str, directory: str) -> list[str]:
+    """``directory`` and its parents up to ``top`` (created or changed by a write in it)."""
+    found = []
+    while len(directory) > len(top) and directory.startswith(top):
+        found.append(directory)
+        directory = os.path.dirname(directory)
+    return found
 
 
 def _recontain(old: ShardedStoreBase, new: ShardedStoreBase) -> None:

@@ -109,11 +109,12 @@ def _drop_tombstone(path: str) -> None:
         os.unlink(path + TOMBSTONE_SUFFIX)
 
 
-def _write_temp(path: str, data: Any) -> str:
+def _write_temp(path: str, data: Any, durable: bool = False) -> str:
     """Write ``data`` to a fresh temporary file next to ``path``; return its name.
 
     Creating the file first and the directory only on failure saves a syscall per
     chunk; retrying covers a consolidation removing an emptied directory meanwhile.
+    ``durable`` fsyncs the file's content before it is closed.
     """
     tmp = f"{path}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
     for attempt in range(20):
@@ -129,6 +130,9 @@ def _write_temp(path: str, data: Any) -> str:
     try:
         with open(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
