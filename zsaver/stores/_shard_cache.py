@@ -2,6 +2,8 @@
 
 Consolidation replaces a shard by renaming a new file over it, so a cached handle
 is valid only while the path still names the same inode (and size and mtime).
+The cached descriptor keeps the old inode allocated, so its replacement cannot
+get the same inode number: the check holds even where timestamps are coarse.
 Handles are reference-counted: an evicted handle is closed only when the last
 reader using it is done, so a concurrent ``pread`` never hits a closed descriptor.
 """
