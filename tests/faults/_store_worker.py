@@ -52,6 +52,19 @@ def main() -> None:
         store.set_if_not_exists_sync(rest[0], proto.buffer.from_bytes(rest[1].encode()))
         got = store.get_sync(rest[0], prototype=proto)
         print(got.to_bytes().decode() if got is not None else "missing", flush=True)
+    elif job == "slow-consolidate":  # says "writing" once shards are read, then waits rest[0] s
+        import time
+
+        store = CLASSES[kind](root)
+        write = store._container.write
+
+        def slow_write(path: str, members: object) -> None:
+            print("writing", flush=True)
+            time.sleep(float(rest[0]))
+            write(path, members)
+
+        store._container.write = slow_write  # type: ignore[method-assign]
+        store.consolidate(workers=1)
     elif job == "write-direct":  # flush after chunk rest[0]; keep writing until killed
         store = CLASSES[kind](root, write_direct=True)
         arr = zarr.open_array(store, path="x", mode="r+")

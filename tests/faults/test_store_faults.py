@@ -205,6 +205,27 @@ def test_concurrent_writers_and_two_consolidators_lose_nothing(kind: str, tmp_pa
         ["zarr.json"] + [f"shard-{i}{store._container.suffix}" for i in range(12)])
 
 
+@pytest.mark.parametrize("kind", ["h5", "zip"])
+def test_deleting_an_array_waits_for_a_consolidation_of_it_in_another_process(kind: str, tmp_path: Path) -> None:
+    # Another process has read x's chunks and is writing x's shard when x is
+    # deleted and created anew. The shard must not come back into the new array.
+    store = CLASSES[kind](tmp_path, chunks_per_shard=8)
+    zarr.create_array(store, name="x", shape=(16,), chunks=(2,), dtype="i4", fill_value=0)[:] = 7
+    proc = _spawn("slow-consolidate", kind, str(tmp_path), "1.0")
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "writing"
+    fresh = zarr.create_array(CLASSES[kind](tmp_path), name="x", shape=(16,), chunks=(2,), dtype="i4",
+                              fill_value=0, overwrite=True)  # delete_dir("x"), then new metadata
+    fresh[:4] = 1
+    assert proc.stdout.readline().strip() == "done" and proc.wait() == 0
+    expected = np.array([1] * 4 + [0] * 12, dtype="i4")
+    np.testing.assert_array_equal(zarr.open_array(CLASSES[kind](tmp_path), path="x")[:], expected)
+    CLASSES[kind](tmp_path).consolidate()
+    np.testing.assert_array_equal(zarr.open_array(CLASSES[kind](tmp_path), path="x")[:], expected)
+
+
 @pytest.mark.parametrize("key", ["x/c/1", "y/zarr.json"])
 @pytest.mark.parametrize("kind", ["h5", "zip"])
 def test_set_if_not_exists_has_one_winner_among_processes(kind: str, key: str, tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ class ShardListingMixin:
     """Key listing, prefix deletion and the consolidation plan of a shard store.
 
     Mixed into :class:`ShardedStoreBase`, which provides the attributes and the
-    key-routing methods (``_path``, ``_array_info``, ``_chunk_ref``) used here.
+    key-routing methods (``_path``, ``_array_info``, ``_chunk_ref``) and the lock
+    ``_no_consolidation`` used here.
     """
 
     _root: str
@@ -185,13 +186,16 @@ class ShardListingMixin:
             for key in [k for k in self._buffer if k.startswith(prefix)]:
                 self._buffer_bytes -= len(self._buffer.pop(key)[1])
         target = self._path(prefix.rstrip("/"))
-        if not prefix:
-            for entry in os.listdir(target):
-                if entry not in BOOKKEEPING:
-                    path = os.path.join(target, entry)
-                    shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
-        elif os.path.isdir(target):
-            shutil.rmtree(target)
+        # A consolidation in another process that has read a shard under ``target``
+        # would otherwise write it back after the delete (into a new array there).
+        with self._no_consolidation():
+            if not prefix:
+                for entry in os.listdir(target):
+                    if entry not in BOOKKEEPING:
+                        path = os.path.join(target, entry)
+                        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+            elif os.path.isdir(target):
+                shutil.rmtree(target)
         self._arrays.clear()
         self._cache.close_all()
 

@@ -14,7 +14,7 @@ import os
 import threading
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -406,8 +406,18 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def _lock(self, kind: str, prefix: str, shard_rel: str) -> FileLock:
         # crc32, not hash(): every process must pick the same stripe
-        stripe = zlib.crc32(f"{prefix}/{shard_rel}".encode()) % _LOCK_STRIPES
+        return self._stripe_lock(kind, zlib.crc32(f"{prefix}/{shard_rel}".encode()) % _LOCK_STRIPES)
+
+    def _stripe_lock(self, kind: str, stripe: int) -> FileLock:
         return FileLock(os.path.join(self._root, LOCKS_DIR, f"{kind}-{stripe:02d}.lock"))
+
+    @contextlib.contextmanager
+    def _no_consolidation(self) -> Iterator[None]:
+        """Hold every consolidation lock (in a fixed order): no shard is rewritten meanwhile."""
+        with contextlib.ExitStack() as held:
+            for stripe in range(_LOCK_STRIPES):
+                held.enter_context(self._stripe_lock("consolidate", stripe))
+            yield
 
     def _consolidation_lock(self, prefix: str, shard_rel: str) -> FileLock:
         """Held for a whole shard rewrite (and by deletes of its chunks)."""
