@@ -49,7 +49,7 @@ class ItemFingerprint:
         if not len(items):
             return
         self.count += len(items)
-        if all(type(item) in self._BULK_INTS for item in items):
+        if self._BULK_INTS.issuperset(map(type, items)):
             try:
                 packed = np.empty(len(items), dtype=self._INT_ITEM)
                 packed["tag"] = ord("i")
