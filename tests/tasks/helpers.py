@@ -137,3 +137,10 @@ def odd_shape_at(i: int, odd: tuple[int, ...] = (4,), slow: tuple[int, ...] = ()
     if i in slow:
         time.sleep(0.3)
     return np.zeros(3, dtype=np.float32) + i if i in odd else row_of(i)
+
+
+def int_then_float(i: int, slow: tuple[int, ...] = ()) -> np.ndarray:
+    """Items 0-9 give int64 rows, later ones float64; the items in ``slow`` take 0.5 s."""
+    if i in slow:
+        time.sleep(0.5)
+    return np.array([i, i], dtype=np.int64 if i < 10 else np.float64)

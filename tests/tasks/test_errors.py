@@ -1,6 +1,15 @@
 import numpy as np
 import pytest
-from helpers import FlakyOnce, fails_at, fails_on_multiples_of_7, odd_shape_at, read_rows, row_of, zarr_saver
+from helpers import (
+    FlakyOnce,
+    fails_at,
+    fails_on_multiples_of_7,
+    int_then_float,
+    odd_shape_at,
+    read_rows,
+    row_of,
+    zarr_saver,
+)
 
 from zsaver import TaskError, TaskManager
 
@@ -145,6 +154,60 @@ def test_workers_that_write_report_odd_results_as_failures(tmp_path) -> None:
     )
     assert [f.index for f in report.failures] == [8, 13] and report.rows_saved_by_workers > 0
     np.testing.assert_array_equal(read_rows(saver), _expected_with_shape_failures(16, {8, 13}))
+
+
+def test_rows_already_in_the_dataset_set_the_row_shape(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    saver.save(np.ones((5, 3), dtype=np.float32))  # rows of 3 values already there
+    report = TaskManager(odd_shape_at).submit_tasks(
+        range(6), saver.clone(), on_error="skip", task_kwargs={"odd": (2, 3, 4, 5)}, progress=False
+    )
+    assert [f.index for f in report.failures] == [0, 1]  # rows of 4 do not fit rows of 3
+    data = read_rows(saver)
+    assert data.shape == (11, 3) and np.isnan(data[5:7]).all()
+    np.testing.assert_array_equal(data[7:], np.stack([np.zeros(3) + i for i in range(2, 6)]))
+
+
+def test_a_result_that_is_no_array_fails_alone(tmp_path) -> None:
+    def task(i: int) -> object:
+        return [np.zeros(4), np.zeros(3)] if i == 3 else row_of(i)
+
+    saver = zarr_saver(tmp_path / "ds")
+    report = TaskManager(task, batch_size=4).submit_tasks(range(8), saver, on_error="skip", progress=False)
+    assert [(f.index, f.exc_type) for f in report.failures] == [(3, "ShapeMismatchError")]
+    np.testing.assert_array_equal(read_rows(saver), _expected_with_shape_failures(8, {3}))
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_fill_rows_take_the_dtype_of_the_dataset_whatever_the_batching(tmp_path, batch_size) -> None:
+    # Items 0-1 give ints, 2-3 and 7 floats, 4-6 fail. The dataset is float64, so
+    # every failed item's row is NaN, also when its whole batch failed.
+    def task(i: int) -> object:
+        if i in (4, 5, 6):
+            raise ValueError("bad")
+        return np.int64(i) if i < 2 else float(i) + 0.5
+
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    TaskManager(task, batch_size=batch_size).submit_tasks(range(8), saver, save_interval=4, on_error="skip",
+                                                          progress=False)
+    np.testing.assert_array_equal(read_rows(saver), [0.0, 1.0, 2.5, 3.5, np.nan, np.nan, np.nan, 7.5])
+
+
+def test_a_fill_value_refused_late_leaves_no_unsaved_item_recorded_as_done(tmp_path) -> None:
+    # Batch 0 (ints: fill 1.5 cannot be stored) finishes last, after three float
+    # batches; the refusal comes when batch 0 is released. Nothing after it may be
+    # recorded as done, and a rerun with a fill that fits ends as a clean run.
+    saver = zarr_saver(tmp_path / "ds", approach="update", row_chunk=10)
+    with pytest.raises(ValueError, match=r"fill_value=1\.5 cannot be stored exactly"):
+        TaskManager(int_then_float, executor="threads", n_workers=2, batch_size=10).submit_tasks(
+            range(40), saver, save_interval=100, on_error="skip", fill_value=1.5,
+            task_kwargs={"slow": (0,)}, progress=False, max_in_flight=4,
+        )
+    record = saver.read_record("tasks")
+    assert record is None or record["items_done"] == 0
+    TaskManager(int_then_float).submit_tasks(range(40), saver.clone(), on_error="skip", progress=False)
+    expected = np.stack([np.array([i, i], dtype=np.float64) for i in range(40)])
+    np.testing.assert_array_equal(read_rows(saver), expected)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import read_rows, row_of, zarr_saver
 
-from zsaver import TaskManager
+from zsaver import ResumeMismatchError, TaskManager
 from zsaver.tasks._progress import ItemFingerprint
 
 
@@ -42,6 +42,11 @@ def test_equal_items_give_equal_fingerprints(a, b) -> None:
     ([np.arange(3, dtype="i4")], [np.arange(3, dtype="i8")]),
     ([2**70], [2**70 + 1]),
     ([None], ["None"]),
+    (["run", "s1"], ["runs", "1"]),  # items are framed too, not only nested values
+    ([b"ab", b"c"], [b"a", b"bc"]),
+    ([2**70, 5], [2**705]),
+    ([np.ma.masked_array([1, 2], mask=[0, 1])], [np.ma.masked_array([1, 2], mask=[0, 0])]),
+    ([np.longdouble(1) + np.longdouble(2) ** -60], [np.longdouble(1)]),
 ])
 def test_different_items_give_different_fingerprints(a, b) -> None:
     assert _digest(a) != _digest(b)
@@ -85,3 +90,54 @@ def test_a_run_over_range_resumes_over_np_arange(tmp_path) -> None:
     report = TaskManager(row_of).submit_tasks(np.arange(50), saver.clone(), save_interval=10, progress=False)
     assert report.items_skipped == done
     np.testing.assert_array_equal(read_rows(saver), np.stack([row_of(i) for i in range(50)]))
+
+
+def test_a_container_holding_itself_gets_a_fingerprint() -> None:
+    loop: list = [1]
+    loop.append(loop)
+    assert _digest([loop]) == _digest([loop]) != _digest([[1, [1]]])
+
+
+def _make_version_1(saver, items) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the saver's record as a zsaver before fingerprint version 2 wrote it."""
+    record = saver.read_record("tasks")
+    legacy = ItemFingerprint(1)
+    legacy.update(list(items)[: record["items_done"]])
+    del record["fingerprint_version"]
+    record["prefix_fingerprint"] = legacy.hexdigest()
+    saver.write_record("tasks", record)
+
+
+@pytest.mark.parametrize("items", [list(np.arange(40)), [f"item-{i}" for i in range(40)]])
+def test_a_run_recorded_with_the_old_fingerprint_resumes_and_is_recorded_anew(tmp_path, items) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    calls = []
+
+    def stop_at_25(item: object) -> np.ndarray:
+        if item in (items[25],):
+            raise KeyboardInterrupt
+        calls.append(item)
+        return row_of(len(calls))
+
+    with pytest.raises(KeyboardInterrupt):
+        TaskManager(stop_at_25, batch_size=5).submit_tasks(items, saver, save_interval=10, progress=False)
+    _make_version_1(saver, items)
+    done = saver.read_record("tasks")["items_done"]
+    with pytest.raises(ResumeMismatchError, match=f"first {done} items differ"):
+        TaskManager(row_of).submit_tasks(items[::-1], saver.clone(), progress=False)
+    report = TaskManager(lambda item: row_of(0)).submit_tasks(items, saver.clone(), progress=False)
+    assert report.items_skipped == done and report.items_done == 40 - done
+    record = saver.read_record("tasks")
+    assert record["fingerprint_version"] == ItemFingerprint.VERSION and record["complete"]
+    current = ItemFingerprint()
+    current.update(items)
+    assert record["prefix_fingerprint"] == current.hexdigest()
+
+
+def test_an_unknown_fingerprint_version_is_refused(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    TaskManager(row_of).submit_tasks(range(5), saver, progress=False)
+    record = saver.read_record("tasks")
+    saver.write_record("tasks", dict(record, fingerprint_version=99))
+    with pytest.raises(ResumeMismatchError, match="fingerprints of version 99"):
+        TaskManager(row_of).submit_tasks(range(5), saver.clone(), progress=False)

@@ -208,6 +208,12 @@ class StagedSaver(Saver):
         assert self._spec is not None
         return self._spec.row_chunk
 
+    def row_spec(self) -> tuple[tuple[int, ...], np.dtype] | None:
+        if self._spec is None and not self._open_spec():
+            return None
+        assert self._spec is not None
+        return self._spec.row_shape, self._spec.dtype
+
     # --- staging ---------------------------------------------------------------
 
     def _stage(self, data: npt.ArrayLike, indices: Any) -> None:

@@ -83,6 +83,10 @@ class Saver(abc.ABC):
         """Rows per storage chunk along axis 0, or None when unknown or not chunked."""
         return None
 
+    def row_spec(self) -> tuple[tuple[int, ...], np.dtype] | None:
+        """Shape and dtype of the rows of the existing dataset; None when there is none yet or unknown."""
+        return None
+
     def reserve(self, n_rows: int, row_shape: tuple[int, ...], dtype: npt.DTypeLike) -> None:
         """Make sure the dataset exists with at least ``n_rows`` rows of ``row_shape``.
 

@@ -236,8 +236,10 @@ def _explode(store: ShardedStoreBase) -> None:
             try:
                 for key in keys:
                     loose = store._path(key)
-                    # A loose file is newer than the shard copy; a tombstone deleted it.
-                    if os.path.exists(loose) or os.path.exists(loose + TOMBSTONE_SUFFIX):
+                    # A loose file is newer than the shard copy (made durable here, since
+                    # the shard copy goes); a tombstone deleted it.
+                    if os.path.exists(loose + TOMBSTONE_SUFFIX) or _fsync_if_exists(loose):
+                        written_dirs.update(_dirs_between(top, os.path.dirname(loose)))
                         continue
                     ref = store._chunk_ref(key)
                     assert ref is not None
@@ -253,6 +255,19 @@ def _explode(store: ShardedStoreBase) -> None:
             if name.endswith((TOMBSTONE_SUFFIX, TEMP_SUFFIX)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(dirpath, name))
+
+
+def _fsync_if_exists(path: str) -> bool:
+    """fsync the file at ``path``; False if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _dirs_between(top: str, directory: str) -> list[str]:

@@ -157,7 +157,15 @@ def _stack(results: list[Any], positions: list[int], k: int | None,
         if arr.dtype == object:
             raise ValueError("ragged")
     except ValueError:
-        return [np.asarray(results[p]) for p in positions]
+        arrays = []
+        for p in list(positions):
+            try:
+                arrays.append(np.asarray(results[p]))
+            except (ValueError, TypeError) as exc:  # e.g. a list of arrays of two shapes
+                failed[p] = ItemFailure(start + p, "ShapeMismatchError",
+                                        f"the result is no array of one shape: {exc}")
+                positions.remove(p)
+        return arrays or None
     if k is not None:
         if arr.ndim < 2 or arr.shape[1] != k:
             for p in positions:
@@ -254,9 +262,9 @@ def expand_rows(outcome: BatchOutcome, k: int, row_shape: tuple[int, ...], dtype
     """
     if outcome.ok is None and outcome.data is not None:
         return outcome.data
-    fill = default_fill(dtype) if fill_value is None else fill_value
     if outcome.data is not None:
         dtype = np.result_type(dtype, outcome.data.dtype)
+    fill = default_fill(dtype) if fill_value is None else fill_value
     rows = np.full((outcome.count * k, *row_shape), fill, dtype=dtype)
     if outcome.data is not None and outcome.ok is not None:
         rows[np.repeat(outcome.ok, k)] = outcome.data

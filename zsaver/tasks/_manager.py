@@ -190,6 +190,7 @@ class _Run:
         self.results: list[Any] | None = [] if saver is None else None
         self.first_failure: ItemFailure | None = None
         self.failures_seen = 0  # for the progress bar
+        self.release_stopped = False  # set when releasing a batch failed
         self.checkpoints = 0
         self.consolidated_at = -1  # the checkpoint count at the last consolidation
         self.worker_write: WorkerWrite | None = None
@@ -203,6 +204,7 @@ class _Run:
         if saver is None:
             return 0
         existing = saver.read_record(self.record_name) if self.records and self.resume else None
+        self._adopt_dataset_rows(saver, resuming=existing is not None)
         if existing is not None:
             record = CompletionRecord.model_validate(existing)
             record.check_compatible(self.n_items, self.rows_per_item)
@@ -211,18 +213,26 @@ class _Run:
                     f"completion records say {record.items_done} items are saved, but the dataset "
                     "is empty or gone (was it deleted?); pass resume=False to start over"
                 )
-            # Verify the already-done prefix before the first byte is written.
+            # Verify the already-done prefix before the first byte is written, in the
+            # record's encoding; from now on the record uses the current one.
+            recorded = self.fingerprint
+            if record.fingerprint_version != self.fingerprint.version:
+                recorded = ItemFingerprint(record.fingerprint_version)
             todo = record.items_done
             while todo:
                 chunk = list(itertools.islice(self.items, min(todo, 65536)))
                 if not chunk:
                     break
                 self.fingerprint.update(chunk)
+                if recorded is not self.fingerprint:
+                    recorded.update(chunk)
                 todo -= len(chunk)
-            record.check_prefix(self.fingerprint)
+            record.check_prefix(recorded)
+            record.prefix_fingerprint = self.fingerprint.hexdigest()
+            record.fingerprint_version = self.fingerprint.version
             if self.n_items is None:
                 self.n_items = record.n_items  # a finished generator run knows its count
-            if record.row_shape is not None:
+            if record.row_shape is not None and self.row_shape is None:
                 self.row_shape, self.dtype = tuple(record.row_shape), np.dtype(record.dtype)
             self.record = record
         elif self.records:
@@ -230,14 +240,28 @@ class _Run:
                 base = saver_length(saver) or 0
             else:
                 base = 0  # update writes at the item's index; overwrite starts a new dataset
-            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item)
+            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
+                                           fingerprint_version=ItemFingerprint.VERSION)
             # Durable before any row is written, so a crash cannot shift row_base.
             saver.write_record(self.record_name, self.record.model_dump(mode="json"))
         else:
             base = saver_length(saver) or 0 if self.approach == "append" else 0
-            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item)
+            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
+                                           fingerprint_version=ItemFingerprint.VERSION)
+        if self.row_shape is not None:
+            self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
         self.committed = self.record.items_done
         return self.record.items_done
+
+    def _adopt_dataset_rows(self, saver: Saver, resuming: bool) -> None:
+        """Rows already in the dataset fix the row shape and dtype, not the run's first result."""
+        if self.approach == "overwrite" and not resuming:
+            return  # that dataset is about to be replaced
+        spec = saver.row_spec()
+        if spec is not None:
+            row_shape, dtype = tuple(spec[0]), np.dtype(spec[1])
+            check_fill_value(self.fill_value, dtype)
+            self.row_shape, self.dtype = row_shape, dtype
 
     def _make_writer(self) -> RowWriter | None:
         saver = self.saver
@@ -467,14 +491,20 @@ class _Run:
         return outcome
 
     def _release_ready(self) -> None:
-        for batch, outcome in self.reorder.pop_ready():
-            outcome = self._settle(outcome)
-            if self.first_failure is not None and outcome.start + outcome.count > self.first_failure.index:
-                self._release(batch, outcome, upto=self.first_failure.index - outcome.start)
-                break
-            self._release(batch, outcome, upto=outcome.count)
-            if self.pending_items >= self.save_interval:
-                self._checkpoint()
+        if self.release_stopped:
+            return  # a batch was lost to an error: nothing after it may be committed
+        try:
+            for batch, outcome in self.reorder.pop_ready():
+                outcome = self._settle(outcome)
+                if self.first_failure is not None and outcome.start + outcome.count > self.first_failure.index:
+                    self._release(batch, outcome, upto=self.first_failure.index - outcome.start)
+                    break
+                self._release(batch, outcome, upto=outcome.count)
+                if self.pending_items >= self.save_interval:
+                    self._checkpoint()
+        except BaseException:
+            self.release_stopped = True
+            raise
 
     def _release(self, batch: _Batch, outcome: BatchOutcome, upto: int) -> None:
         """Append the first ``upto`` items of a batch, in order, to what the next checkpoint saves."""
@@ -482,7 +512,10 @@ class _Run:
             return
         if upto < outcome.count:
             outcome = _head(outcome, upto, self.k)
-        self.fingerprint.update(batch.items[:upto])
+        # Updated on a copy, kept only once the batch is released: an error on the
+        # way must not leave the fingerprint ahead of the items committed.
+        fingerprint = self.fingerprint.copy()
+        fingerprint.update(batch.items[:upto])
         if self.saver is None:
             self.results.extend(outcome.data)  # type: ignore[union-attr]
         elif outcome.rows_written:
@@ -499,6 +532,7 @@ class _Run:
             # that does them again must not find their failures twice.
             self.pending_failures.extend(f.to_record() for f in outcome.failures)
         self.report.items_done += upto
+        self.fingerprint = fingerprint
         self.committed = outcome.start + upto
         self.pending_items += upto
 
@@ -531,15 +565,21 @@ class _Run:
     def _write_pending(self) -> None:
         if self.row_shape is None or not self.pending:
             return
+        # Fill rows of wholly failed batches take the dtype the rows around them get.
+        dtype = np.result_type(self.dtype, *[o.data.dtype for _, o in self.pending if o.data is not None])
         firsts, parts = [], []
         for first_row, outcome in self.pending:
             firsts.append(first_row)
-            parts.append(expand_rows(outcome, self.k, self.row_shape, self.dtype, self.fill_value))
+            parts.append(expand_rows(outcome, self.k, self.row_shape, dtype, self.fill_value))
         for first_row, run in positions_of(firsts, parts):
             rows = concat_rows(run)
             self.writer.write(first_row, rows)  # type: ignore[union-attr]
             self.report.rows_saved += len(rows)
         self.pending.clear()
+        spec = self.writer.saver.row_spec()  # type: ignore[union-attr]
+        if spec is not None and np.dtype(spec[1]) != self.dtype:
+            self.dtype = np.dtype(spec[1])  # from now on, fills follow the dataset's dtype
+            self.record.dtype = self.dtype.str  # type: ignore[union-attr]
         if self.write_mode == "workers":
             self.writer.flush()  # type: ignore[union-attr]
 

@@ -10,7 +10,7 @@ import hashlib
 import pickle
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -28,7 +28,9 @@ class ItemFingerprint:
     ``np.arange(n)`` match; ints are hashed in bulk), floats, strings, bytes,
     None, tuples and lists alike, sets and dicts sorted (so ``PYTHONHASHSEED``
     does not matter), numpy arrays by dtype, shape and bytes; anything else by
-    its pickle.
+    its pickle. Each item's encoding is framed, so ``["ab", "c"]`` and
+    ``["a", "bc"]`` differ. ``version=1`` is the encoding of records written
+    before this one (each item's pickle), kept to resume their runs.
 
     Example:
         >>> a, b = ItemFingerprint(), ItemFingerprint()
@@ -37,29 +39,57 @@ class ItemFingerprint:
         True
     """
 
+    #: The encoding new records are written with.
+    VERSION = 2
     _INT_ITEM = np.dtype([("tag", "u1"), ("value", "<i8")])
-    #: Integer types that fit int64, packed in bulk (uint64 may not fit).
-    _BULK_INTS = frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32})
+    #: Per version, the item types packed in bulk (all fit int64; uint64 may not).
+    _BULK_TYPES: ClassVar[dict[int, frozenset[type]]] = {
+        1: frozenset({int}),
+        2: frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32}),
+    }
+    _FLOATS = (float, np.float16, np.float32, np.float64)  # exactly representable as float64
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = VERSION) -> None:
+        if version not in self._BULK_TYPES:
+            raise ValueError(f"fingerprint version must be one of {sorted(self._BULK_TYPES)}; got {version!r}")
+        self.version = version
         self._hash = hashlib.blake2b(digest_size=16)
         self.count = 0
+
+    def copy(self) -> ItemFingerprint:
+        """An independent fingerprint with the same state."""
+        twin = ItemFingerprint(self.version)
+        twin._hash, twin.count = self._hash.copy(), self.count
+        return twin
 
     def update(self, items: Sequence[Any]) -> None:
         if not len(items):
             return
-        self.count += len(items)
-        if self._BULK_INTS.issuperset(map(type, items)):
+        if self._BULK_TYPES[self.version].issuperset(map(type, items)):
             try:
                 packed = np.empty(len(items), dtype=self._INT_ITEM)
                 packed["tag"] = ord("i")
                 packed["value"] = items
                 self._hash.update(packed.tobytes())
+                self.count += len(items)
                 return
             except OverflowError:
                 pass
+        token = self._token if self.version == 2 else self._legacy_token
         for item in items:
-            self._hash.update(self._encode(item))
+            self._hash.update(token(item))
+        self.count += len(items)
+
+    @classmethod
+    def _token(cls, item: Any) -> bytes:
+        """What one item adds to the hash: a bulk-packed int as is, anything else framed."""
+        try:
+            encoded = cls._encode(item)
+        except RecursionError:  # a container holding itself: pickle copes with cycles
+            encoded = b"p" + pickle.dumps(item, protocol=4)
+        if len(encoded) == 9 and encoded[:1] == b"i":
+            return encoded
+        return b"L" + len(encoded).to_bytes(8, "little") + encoded
 
     @classmethod
     def _encode(cls, item: Any) -> bytes:
@@ -68,7 +98,7 @@ class ItemFingerprint:
             if -(2**63) <= value < 2**63:
                 return b"i" + value.to_bytes(8, "little", signed=True)
             return b"I" + str(value).encode()
-        if isinstance(item, (float, np.floating)):
+        if type(item) in cls._FLOATS:
             return b"f" + struct.pack("<d", float(item))
         if isinstance(item, str):
             return b"s" + item.encode("utf-8", "surrogatepass")
@@ -82,19 +112,26 @@ class ItemFingerprint:
             return b"S" + b"".join(sorted(cls._framed(x) for x in item))
         if isinstance(item, dict):
             return b"d" + b"".join(sorted(cls._framed(k) + cls._framed(v) for k, v in item.items()))
-        if isinstance(item, np.ndarray) and item.dtype != object:
+        if type(item) is np.ndarray and item.dtype != object:
             head = f"{item.dtype.str}{item.shape}".encode()
             return b"a" + cls._framed(head) + np.ascontiguousarray(item).tobytes()
-        try:
-            return b"p" + pickle.dumps(item, protocol=4)
-        except Exception:  # unpicklable items (threads, serial) still get a fingerprint
-            return b"r" + repr(item).encode()
+        return cls._legacy_token(item)
 
     @classmethod
     def _framed(cls, item: Any) -> bytes:
         """The encoding of ``item`` behind its length, so that nested encodings cannot run together."""
         encoded = cls._encode(item)
         return len(encoded).to_bytes(8, "little") + encoded
+
+    @staticmethod
+    def _legacy_token(item: Any) -> bytes:
+        """Version 1: ints as 8 bytes, anything else its pickle (or, unpicklable, its repr)."""
+        if type(item) is int and -(2**63) <= item < 2**63:
+            return b"i" + item.to_bytes(8, "little", signed=True)
+        try:
+            return b"p" + pickle.dumps(item, protocol=4)
+        except Exception:  # unpicklable items (threads, serial) still get a fingerprint
+            return b"r" + repr(item).encode()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -110,6 +147,8 @@ class CompletionRecord(BaseModel):
     items_done: int = 0
     #: :class:`ItemFingerprint` of those first ``items_done`` items.
     prefix_fingerprint: str = ItemFingerprint().hexdigest()
+    #: Its encoding; records from before version 2 lack the field.
+    fingerprint_version: int = 1
     #: Row of item 0 (rows already in an append dataset when the run began).
     row_base: int = 0
     rows_per_item: int | None = None
@@ -128,6 +167,11 @@ class CompletionRecord(BaseModel):
         hint = "; pass resume=False to start over"
         if self.version != RECORD_VERSION:
             raise ResumeMismatchError(f"completion record has version {self.version}, expected {RECORD_VERSION}{hint}")
+        if self.fingerprint_version not in ItemFingerprint._BULK_TYPES:
+            raise ResumeMismatchError(
+                f"completion record has item fingerprints of version {self.fingerprint_version}, "
+                f"this zsaver knows versions {sorted(ItemFingerprint._BULK_TYPES)}{hint}"
+            )
         if self.n_items is not None and n_items is not None and self.n_items != n_items:
             raise ResumeMismatchError(
                 f"completion records are for {self.n_items} items, got {n_items} items{hint}"
