@@ -158,3 +158,79 @@ def test_convert_a_nested_tree_needs_and_takes_its_depth(tmp_path: Path, capsys)
     assert "pass the consolidate_depth" in capsys.readouterr().err
     assert main(["convert", "--no-progress", str(tmp_path), "--to", "h5", "--consolidate-depth", "3"]) == 0
     np.testing.assert_array_equal(zarr.open_array(open_store(tmp_path), path="arr")[:], data)
+
+
+# --- found by a review of the command line ---------------------------------------------
+
+
+def test_info_and_verify_read_a_zarr_zip_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "r.zip"
+    with zarr.storage.ZipStore(path, mode="w") as store:
+        zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="i4")[:] = 3
+    assert main(["info", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["arrays"][0]["chunks_stored"] == 2
+    assert main(["verify", str(path)]) == 0
+
+
+@pytest.mark.parametrize("shape, chunks, encoding, stored", [
+    ((), (), None, 1),  # a 0-d array: its one chunk key is "c"
+    ((4, 4), (2, 2), {"name": "default", "separator": "."}, 4),  # keys "c.0.1"
+    ((4, 4), (2, 2), {"name": "v2", "separator": "."}, 4),  # keys "0.1"
+])
+def test_info_counts_chunks_in_every_key_encoding(tmp_path: Path, capsys, shape, chunks, encoding, stored) -> None:
+    root = tmp_path / "s"
+    kwargs = {"chunk_key_encoding": encoding} if encoding else {}
+    zarr.create_array(zarr.storage.LocalStore(root), name="dots", shape=shape, chunks=chunks, dtype="i4",
+                      **kwargs)[...] = 1
+    assert main(["info", "--json", str(root)]) == 0
+    info = json.loads(capsys.readouterr().out)["arrays"][0]
+    assert info["chunks_stored"] == stored and info["bytes_stored"] > 0
+
+
+def test_info_takes_a_relative_path(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    # zarr's LocalStore lists keys wrongly when a relative root is a prefix of an array name.
+    monkeypatch.chdir(tmp_path)
+    zarr.create_array(zarr.storage.LocalStore(tmp_path / "s"), name="dots", shape=(4,), chunks=(2,),
+                      dtype="i4")[:] = 1
+    assert main(["info", "--json", "s"]) == 0
+    assert json.loads(capsys.readouterr().out)["arrays"][0]["chunks_stored"] == 2
+
+
+@pytest.mark.parametrize("content", [[], ["readme.txt"]])
+def test_convert_refuses_a_directory_that_is_no_zarr_store(tmp_path: Path, capsys, content) -> None:
+    root = tmp_path / "notes"
+    root.mkdir()
+    for name in content:
+        (root / name).write_text("hello")
+    assert main(["convert", str(root), "--to", "h5"]) == 2
+    assert "not a zarr store" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == content  # nothing written
+
+
+def test_a_damaged_marker_is_named_in_the_error(shard_store: Path, capsys) -> None:
+    (shard_store / ".zsaver-store.json").write_text("{oops")
+    assert main(["info", str(shard_store)]) == 2
+    assert ".zsaver-store.json is damaged" in capsys.readouterr().err
+
+
+def test_consolidate_refuses_a_worker_count_below_one(shard_store: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["consolidate", "--workers", "0", str(shard_store)])
+    assert exit_info.value.code == 2 and "expected a positive int, got 0" in capsys.readouterr().err
+
+
+def test_demo_json_and_a_file_in_the_way(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from zsaver import _demo
+
+    monkeypatch.setattr(_demo, "run_demo", functools.partial(_demo.run_demo, seeds=50))  # a short demo
+    path = tmp_path / "d.zarr"
+    summary = _demo.run_demo(path, quiet=True)
+    assert summary["seeds"] == 50 and abs(summary["pi"] - 3.14) < 0.2 and capsys.readouterr().out == ""
+    assert main(["demo", "--json", str(path)]) == 0  # resumes: every seed is done
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["items_skipped"] == 50 and printed["path"] == str(path.resolve())
+    (tmp_path / "afile").write_text("x")
+    assert main(["demo", str(tmp_path / "afile")]) == 2
+    assert "expected a directory" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,12 +33,15 @@ class CommandError(ZsaverError, RuntimeError):
 def open_path(path: str, *, read_only: bool = True) -> Store:
     """The store at ``path``: a zsaver shard store, a zarr zip file or a plain zarr directory."""
     from zsaver.stores import open_store
+    from zsaver.stores._sync_io import ensure_open_sync
 
-    p = Path(path)
+    p = Path(path).absolute()  # zarr's LocalStore lists keys wrongly under some relative roots
     if not p.exists():
         raise CommandError(f"{path}: no such file or directory")
     try:
-        return open_store(p, read_only=read_only)
+        store = open_store(p, read_only=read_only)
+        ensure_open_sync(store)  # a ZipStore does not open itself for listing
+        return store
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: {exc}") from exc
 
@@ -188,13 +192,14 @@ async def _list_keys(store: Store, prefix: str) -> list[str]:
 
 def _is_chunk_key(arr: zarr.Array, key: str) -> bool:
     prefix = f"{arr.path}/" if arr.path else ""
-    rel = key[len(prefix) :]
-    if rel in _META_NAMES or rel.startswith("."):
-        return False
-    # Keys of nested arrays live below a child's own metadata; chunk keys hold no letters
-    # beyond the "c" of zarr 3's default encoding.
-    stripped = rel[2:] if rel.startswith("c/") else rel
-    return bool(stripped) and all(part.isdigit() for part in stripped.replace(".", "/").split("/"))
+    return _chunk_key_pattern(arr).fullmatch(key[len(prefix) :]) is not None
+
+
+def _chunk_key_pattern(arr: zarr.Array) -> re.Pattern[str]:
+    """The chunk (or shard) keys of ``arr``, relative to it, in its own key encoding."""
+    sentinel = "918273645"
+    sample = arr.metadata.encode_chunk_key((int(sentinel),) * arr.ndim)
+    return re.compile(re.escape(sample).replace(sentinel, "(?:0|[1-9][0-9]*)"))
 
 
 def _print_info(info: StoreInfo) -> None:
@@ -339,8 +344,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from zsaver._demo import run_demo
 
-    run_demo(args.path)
+    if Path(args.path).exists() and not Path(args.path).is_dir():
+        raise CommandError(f"{args.path}: expected a directory for the demo's store, got a file")
+    summary = run_demo(args.path, quiet=args.json)
+    if args.json:
+        print(json.dumps(summary))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify)
     p = add("consolidate", "move loose chunks into their shard files")
     p.add_argument("path")
-    p.add_argument("--workers", type=int, default=None, help="shards consolidated at once")
+    p.add_argument("--workers", type=_positive_int, default=None, help="shards consolidated at once")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_consolidate)
     p = add("convert", "convert a store in place, a shard at a time")

@@ -87,3 +87,35 @@ def test_resuming_from_records_of_a_deleted_file_is_refused(tmp_path) -> None:
         TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
     report = TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), resume=False, progress=False)
     assert report.items_skipped == 0 and h5py.File(path, "r")["x"][:, 0].tolist() == list(range(10))
+
+
+def test_a_dataset_that_cannot_grow_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from zsaver.errors import DatasetSpecError
+
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("fixed", data=np.zeros((3, 2)))  # not chunked, maxshape (3, 2)
+    before = path.read_bytes()
+    saver = HDF5Saver(path, "fixed")
+    with pytest.raises(DatasetSpecError, match=r"cannot grow to 5 rows: it was created with maxshape \(3, 2\)"):
+        saver.save(np.ones((2, 2)))
+    update = HDF5Saver(path, "fixed", approach="update", allow_resize=True)
+    with pytest.raises(DatasetSpecError, match="cannot grow to 4 rows"), update:
+        update.save(np.ones(2), indices=3)
+    assert path.read_bytes() == before
+
+
+def test_a_file_of_another_kind_and_a_dataset_on_the_path_are_named(tmp_path: Path) -> None:
+    from zsaver.errors import DatasetSpecError, ShapeMismatchError
+
+    other = tmp_path / "notes.h5"
+    other.write_text("not hdf5")
+    with pytest.raises(DatasetSpecError, match="expected an HDF5 file, found a file of another kind"):
+        HDF5Saver(other, "x").save(np.ones((1, 2)))
+    assert other.read_text() == "not hdf5"
+    path = tmp_path / "r.h5"
+    HDF5Saver(path, "x").save(np.ones((1, 2)))
+    before = path.read_bytes()
+    with pytest.raises(ShapeMismatchError, match="'x' is a dataset, so nothing can be stored below it"):
+        HDF5Saver(path, "x/y").save(np.ones((1, 2)))
+    assert path.read_bytes() == before

@@ -13,7 +13,7 @@ import zarr
 from zarr.core.buffer.cpu import Buffer
 
 from zsaver import ZarrSaver
-from zsaver.errors import ApproachError, SaverOptionError
+from zsaver.errors import ApproachError, SaverOptionError, ShapeMismatchError
 
 
 class CountingStore(zarr.storage.WrapperStore[Any]):
@@ -261,3 +261,41 @@ def test_a_group_at_the_dataset_path_is_refused_and_kept(tmp_path, approach) -> 
         saver.save(np.zeros((2, 2)), indices=[0, 1] if approach == "update" else None)
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".zsaver-locks" not in str(p)}
     assert after == before
+
+
+def test_updates_store_chunks_that_equal_the_fill_value(tmp_path) -> None:
+    # zarr by default deletes such chunks; a saver's rows are data, and `zsaver verify`
+    # counts a missing chunk as lost.
+    store = zarr.storage.LocalStore(tmp_path)
+    with ZarrSaver(store, "u", approach="update", shape=(8, 2), chunks=(4, 2), dtype="f8") as saver:
+        saver.save(np.zeros((8, 2)), indices=np.arange(8))
+    assert sorted(p.name for p in (tmp_path / "u" / "c").iterdir()) == ["0", "1"]
+
+
+def test_a_zarr_2_array_without_a_fill_value_grows(tmp_path) -> None:
+    store = zarr.storage.LocalStore(tmp_path)
+    zarr.create_array(store, name="v2", shape=(4, 2), chunks=(2, 2), dtype="i4", zarr_format=2,
+                      fill_value=None)[:] = 7
+    saver = ZarrSaver(store, "v2", approach="update", allow_resize=True)
+    saver.save(np.ones((1, 2), dtype="i4"), indices=[6])
+    saver.reserve(10, (2,), "i4")
+    data = zarr.open_array(store, path="v2")[:]
+    assert data.shape == (10, 2) and (data[:4] == 7).all() and (data[6] == 1).all()
+    assert (data[[4, 5, 7, 8, 9]] == 0).all()
+
+
+def test_an_update_at_one_index_of_a_1d_dataset_takes_a_scalar() -> None:
+    saver = ZarrSaver(zarr.storage.MemoryStore(), "x", approach="update", shape=(5,), dtype="f8")
+    saver.save(3.5, indices=2)
+    saver.save(np.float64(1.5), indices=np.int64(4))
+    np.testing.assert_array_equal(saver.array[:], [0, 0, 3.5, 0, 1.5])
+    with pytest.raises(ShapeMismatchError, match="zero-dimensional"):
+        saver.save(3.5, indices=[2])  # an index list takes rows with a row axis
+
+
+def test_a_dataset_below_an_array_is_refused_with_the_array_named(tmp_path) -> None:
+    store = zarr.storage.LocalStore(tmp_path)
+    ZarrSaver(store, "x").save(np.ones((2, 2)))
+    with pytest.raises(ShapeMismatchError, match="'x' is an array, so nothing can be stored below it"):
+        ZarrSaver(store, "x/y").save(np.ones((2, 2)))
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["c", "zarr.json"]

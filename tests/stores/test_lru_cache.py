@@ -226,3 +226,40 @@ def test_sync_methods_use_the_cache_and_the_wrapped_stores_async_api() -> None:
     assert cache.get_sync("b") is None and sync(inner.get("b", PROTO)) is None
     with pytest.raises(ValueError):
         cache.with_read_only(True).set_sync("c", buf(b"x"))
+
+
+def test_a_fresh_cache_opens_a_zip_store_before_reading_or_listing(tmp_path) -> None:
+    from zarr.storage import ZipStore
+
+    with ZipStore(tmp_path / "a.zip", mode="w") as zip_store:
+        zarr.create_array(zip_store, name="z", shape=(4,), chunks=(2,), dtype="i4")[:] = 5
+    assert sync(LRUStoreCache(ZipStore(tmp_path / "a.zip", mode="r"), max_size=None).exists("z/zarr.json"))
+    keys = sync(_collect_aiterator(LRUStoreCache(ZipStore(tmp_path / "a.zip", mode="r"), max_size=None).list()))
+    assert sorted(keys) == ["z/c/0", "z/c/1", "z/zarr.json", "zarr.json"]  # zarr writes a root group too
+
+
+def test_two_overlapping_writes_of_one_key_leave_the_cache_serving_what_the_store_holds() -> None:
+    import asyncio
+
+    class AcknowledgesALate(MemoryStore):
+        async def set(self, key: str, value: Buffer, byte_range: Any = None) -> None:
+            await super().set(key, value)
+            if value.to_bytes() == b"A":
+                await asyncio.sleep(0.2)  # A lands first but returns after B
+
+    async def scenario() -> tuple[bytes, bytes]:
+        inner = AcknowledgesALate()
+        cache = LRUStoreCache(inner, max_size=None)
+
+        async def write(value: bytes, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await cache.set("k", default_buffer_prototype().buffer.from_bytes(value))
+
+        await asyncio.gather(write(b"A", 0.0), write(b"B", 0.05))
+        stored = await inner.get("k", default_buffer_prototype())
+        served = await cache.get("k", default_buffer_prototype())
+        assert stored is not None and served is not None
+        return stored.to_bytes(), served.to_bytes()
+
+    stored, served = asyncio.run(scenario())
+    assert stored == served == b"B"

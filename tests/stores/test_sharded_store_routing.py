@@ -354,3 +354,32 @@ def test_overwriting_an_array_from_a_fresh_store_removes_chunks_in_every_shard(t
     np.testing.assert_array_equal(zarr.open_array(fresh(), path="x")[:], np.zeros(24))
     sync(fresh().clear())
     assert _keys(fresh()) == set()
+
+
+def test_a_fresh_store_opens_zip_components_before_reading_or_listing(tmp_path: Path, monkeypatch) -> None:
+    # zarr's ZipStore does not open itself for exists/getsize/listing: the routing
+    # store must, for its mounts and for the shard stores it makes from templates.
+    from zarr.storage import ZipStore
+
+    monkeypatch.chdir(tmp_path)
+
+    def make(mode: str) -> ShardedStore:
+        return ShardedStore(
+            LocalStore("results.zarr"),
+            mounts={"archive/2024": ZipStore("2024.zip", mode=mode, read_only=mode == "r")},
+            array_shards={"hot/x": (1, StoreTemplate({"type": "zip", "path": "x-{index}.zip", "mode": mode}))},
+        )
+
+    store = make("a")
+    root = zarr.open_group(store, mode="a")
+    root.create_group("archive").create_group("2024").create_array("z", shape=(4,), chunks=(2,), dtype="i4")[:] = 5
+    root.create_group("hot").create_array("x", shape=(40, 4), chunks=(10, 4), dtype="f4")[:] = 1.0
+    store.close()
+    assert sync(make("r").exists("archive/2024/z/zarr.json"))
+    assert sync(make("r").getsize("archive/2024/z/zarr.json")) > 0
+    assert sync(make("r").exists("hot/x/c/1/0"))
+    assert "hot/x/c/3/0" in sync(_collect_aiterator(make("r").list_prefix("")))
+    assert sorted(sync(_collect_aiterator(make("r").list_dir("hot/x/c")))) == ["0", "1", "2", "3"]
+    assert float(zarr.open_array(make("r"), path="hot/x", mode="r")[:].sum()) == 160.0
+    members = sorted(name for name, _ in zarr.open_group(make("r"), mode="r").members(max_depth=None))
+    assert members == ["archive", "archive/2024", "archive/2024/z", "hot", "hot/x"]

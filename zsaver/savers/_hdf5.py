@@ -117,10 +117,27 @@ class HDF5Saver(StagedSaver):
 
     @contextlib.contextmanager
     def _file(self, mode: str) -> Iterator[h5py.File]:
-        with FileLock(self.lock_path), h5py.File(self.path, mode) as f:
-            yield f
+        with FileLock(self.lock_path):
+            try:
+                f = h5py.File(self.path, mode)
+            except OSError as exc:
+                if self.path.is_file() and not h5py.is_hdf5(self.path):
+                    raise DatasetSpecError(
+                        f"{self.path}: expected an HDF5 file, found a file of another kind"
+                    ) from exc
+                raise
+            with f:
+                yield f
 
     def _dataset(self, f: h5py.File) -> h5py.Dataset | None:
+        parts = self.dataset_name.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            parent = f.get("/".join(parts[:depth]))
+            if isinstance(parent, h5py.Dataset):
+                raise ShapeMismatchError(
+                    f"dataset {self.dataset_name!r} in {self.path.name}: {'/'.join(parts[:depth])!r} "
+                    "is a dataset, so nothing can be stored below it; expected groups on the path"
+                )
         node = f.get(self.dataset_name)
         if node is None:
             return None
@@ -135,6 +152,22 @@ class HDF5Saver(StagedSaver):
         row_chunk = ds.chunks[0] if ds.chunks else max(1, ds.shape[0])
         self._spec = DatasetSpec(np.dtype(ds.dtype), tuple(ds.shape[1:]), int(row_chunk))
         self._length = ds.shape[0]
+        self._max_rows = ds.maxshape[0]  # None: no limit
+
+    def _check_room(self, n_rows: int) -> None:
+        """Refuse, before anything is written, to grow past what the dataset can hold."""
+        limit = getattr(self, "_max_rows", None)
+        if limit is not None and n_rows > limit:
+            raise DatasetSpecError(
+                f"dataset {self.dataset_name!r} in {self.path.name} cannot grow to {n_rows} rows: it "
+                f"was created with maxshape {(limit, *self._spec.row_shape) if self._spec else limit} "
+                "(HDF5Saver creates datasets with an unlimited first axis)"
+            )
+
+    def _prepare_rows(self, arr: np.ndarray) -> np.ndarray:
+        rows = super()._prepare_rows(arr)
+        self._check_room(len(self) + len(rows))
+        return rows
 
     def _open_spec(self) -> bool:
         if not self.path.exists():
@@ -236,6 +269,7 @@ class HDF5Saver(StagedSaver):
         self._rows.consume(count)
 
     def _grow_to(self, n_rows: int) -> None:
+        self._check_room(n_rows)
         with self._file("a") as f:
             ds = self._open_for_write(f)
             if ds.shape[0] < n_rows:
@@ -245,6 +279,7 @@ class HDF5Saver(StagedSaver):
     def _write_updates(self) -> None:
         assert self._spec is not None
         chunk = self._spec.row_chunk
+        self._check_room(self._updates.max_position + 1)
         with self._file("a") as f:
             ds = self._open_for_write(f)
             end = max(ds.shape[0], self._updates.max_position + 1)

@@ -217,7 +217,7 @@ class StagedSaver(Saver):
     # --- staging ---------------------------------------------------------------
 
     def _stage(self, data: npt.ArrayLike, indices: Any) -> None:
-        arr = as_array(data, self.name)
+        arr = as_array(data, self.name, lone_row=self.approach == "update" and is_single_index(indices))
         if self.approach == "update":
             positions, rows = self._prepare_update(arr, indices)
             self._updates.add(positions, rows)

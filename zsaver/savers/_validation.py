@@ -26,8 +26,10 @@ from zsaver.errors import (
 DEFAULT_CHUNK_BYTES = 1 << 20
 
 
-def as_array(data: npt.ArrayLike, dataset: str) -> np.ndarray:
+def as_array(data: npt.ArrayLike, dataset: str, *, lone_row: bool = False) -> np.ndarray:
     """``data`` as an ndarray with at least one axis; ragged, object and 0-d data are refused.
+
+    ``lone_row`` (an update at one int index) accepts 0-d data: the row of a 1-D dataset.
 
     Example:
         >>> as_array([[1, 2], [3, 4]], "d").shape
@@ -48,7 +50,7 @@ def as_array(data: npt.ArrayLike, dataset: str) -> np.ndarray:
             f"dataset {dataset!r}: expected numeric, bool or fixed-width string data; "
             "got dtype object (ragged rows or Python objects)"
         )
-    if arr.ndim == 0:
+    if arr.ndim == 0 and not lone_row:
         raise ShapeMismatchError(
             f"dataset {dataset!r}: expected data with a row axis (ndim >= 1); got a "
             f"zero-dimensional value {arr!r}; wrap it, e.g. np.atleast_1d(value)"

@@ -165,17 +165,33 @@ def _append_rows(
         last_chunk = writer.write(start, rows)
     else:
         grown = _with_shape(arr, shape)
-        inner = grown.async_array
         # Appended rows are data, never "empty": writing their chunks unconditionally
         # spares zarr comparing each with the fill value.
-        unconditional = type(inner)(
-            metadata=inner.metadata,
-            store_path=inner.store_path,
-            config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
-        )
-        sync(unconditional.setitem((slice(start, start + len(rows)),), rows))
+        sync(_writing_every_chunk(grown).setitem((slice(start, start + len(rows)),), rows))
     _store_docs(arr, docs)
     return docs, grown, last_chunk
+
+
+def _writing_every_chunk(arr: zarr.Array) -> Any:
+    """``arr``'s async array with ``write_empty_chunks=True``.
+
+    zarr's default deletes a chunk that equals the fill value everywhere; rows a
+    saver saves are data, and their chunks are stored whatever they hold (so
+    ``zsaver verify`` can tell a lost chunk from a saved one).
+    """
+    inner = arr.async_array
+    return type(inner)(
+        metadata=inner.metadata,
+        store_path=inner.store_path,
+        config=ArrayConfig(order=inner.config.order, write_empty_chunks=True),
+    )
+
+
+def _fill_scalar(arr: zarr.Array) -> Any:
+    """What a missing chunk of ``arr`` reads as (zarr 2 arrays may say ``fill_value: null``)."""
+    if arr.fill_value is not None:
+        return arr.fill_value
+    return np.zeros((), dtype=arr.dtype)[()]
 
 
 def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -191,7 +207,7 @@ def _read_blocks(arr: zarr.Array, ranges: Sequence[tuple[int, int]]) -> list[np.
 def _write_blocks(
     arr: zarr.Array, ranges: Sequence[tuple[int, int]], blocks: Sequence[np.ndarray]
 ) -> None:
-    inner = arr.async_array
+    inner = _writing_every_chunk(arr)
 
     async def store_all() -> None:
         await asyncio.gather(
@@ -474,6 +490,22 @@ class ZarrSaver(StagedSaver):
             np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
         )
 
+    def _refuse_array_parent(self) -> None:
+        """Raise ShapeMismatchError if an array lives on the dataset's path (zarr nests nothing in arrays)."""
+        parts = self.path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            doc = get_bytes(self._store, f"{parent}/zarr.json")
+            try:
+                is_array = doc is not None and json.loads(doc).get("node_type") == "array"
+            except (ValueError, AttributeError):
+                is_array = False
+            if is_array or get_bytes(self._store, f"{parent}/.zarray") is not None:
+                raise ShapeMismatchError(
+                    f"dataset {self.path!r}: {parent!r} is an array, so nothing can be stored "
+                    "below it; expected groups (or nothing) on the path"
+                )
+
     def _refuse_group(self) -> None:
         """Raise ShapeMismatchError if a zarr group lives at the dataset's path."""
         store = self._store
@@ -497,6 +529,7 @@ class ZarrSaver(StagedSaver):
                 if existing is not None:
                     self._adopt(existing)
                     return
+            self._refuse_array_parent()
             arr = zarr.create_array(
                 self._store,
                 name=self.path,
@@ -636,7 +669,7 @@ class ZarrSaver(StagedSaver):
         for first, last in _runs(ids):
             a, b = max(start, first * chunk), min(end, last * chunk)
             with self._locks.chunks(range(first, last)):
-                arr[a:b] = arr.fill_value
+                arr[a:b] = _fill_scalar(arr)
 
     def _write_updates(self) -> None:
         assert self._spec is not None
@@ -691,7 +724,7 @@ class ZarrSaver(StagedSaver):
                 else:
                     block = np.array(block, copy=True)
                     if b > length:  # rows past the old end read as fill, never as stale data
-                        block[max(0, length - a) :] = arr.fill_value
+                        block[max(0, length - a) :] = _fill_scalar(arr)
                 block[g.positions - a] = g.rows
                 blocks.append(block)
             _write_blocks(arr, ranges, blocks)

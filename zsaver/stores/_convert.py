@@ -73,6 +73,8 @@ def convert(
         raise StoreConfigError(f"consolidate_depth must be an int >= 2, got {consolidate_depth!r}")
     journal = read_json(root / JOURNAL_NAME)
     marker = read_json(root / MARKER_NAME)
+    if journal is None and marker is None and not _holds_zarr_metadata(root):
+        raise StoreConfigError(f"{root} is not a zarr store: there is no zarr.json, .zarray or .zgroup in it")
     if journal is None:
         depth = _nested_depth(root, marker, consolidate_depth)
         if depth is not None:
@@ -83,7 +85,7 @@ def convert(
     elif journal["to"] != to:
         raise StoreConfigError(
             f"{root} is being converted from {journal['from']!r} to {journal['to']!r}; "
-            f"run convert(..., to={journal['to']!r}) to finish that first"
+            f"finish that first: convert(path, to={journal['to']!r}), or zsaver convert PATH --to {journal['to']}"
         )
     if journal is not None and journal["from"] == "nested":
         _from_nested(root, to, journal, marker, workers=workers, client=client, progress=progress)
@@ -118,6 +120,15 @@ def convert(
         _recontain(old, _open(root, to, cps, write_marker=False))
         write_json_atomic(root / MARKER_NAME, {**read_json(root / MARKER_NAME), "container": to})
     _end_journal(root)
+
+
+def _holds_zarr_metadata(root: Path) -> bool:
+    """True if a zarr metadata document is anywhere under ``root``."""
+    for _, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".zsaver")]
+        if {"zarr.json", ".zarray", ".zgroup"}.intersection(filenames):
+            return True
+    return False
 
 
 def _end_journal(root: Path) -> None:
@@ -162,7 +173,8 @@ def _nested_depth(root: Path, marker: dict[str, Any] | None, depth: int | None) 
         if _NESTED_FILE.search(key):
             raise StoreConfigError(
                 f"{root} holds {key}, which looks like a zarr 2 H5_Nested_Store tree; pass "
-                "the consolidate_depth it was written with, e.g. convert(path, to, consolidate_depth=3)"
+                "the consolidate_depth it was written with, e.g. convert(path, to, consolidate_depth=3) "
+                "or zsaver convert PATH --to TARGET --consolidate-depth 3"
             )
     return None
 

@@ -212,11 +212,13 @@ class LRUStoreCache(Store):
             self._c.generation += 1
             self._c.listings.clear()
 
-    def _forget_key(self, key: str) -> None:
+    def _forget_key(self, key: str) -> int:
+        """Drop ``key``'s cached values; returns the new generation."""
         with self._c.lock:
             self._c.generation += 1
             for entry in self._c.ranges_of.pop(key, ()):
                 self._c.current_size -= len(self._c.values.pop(entry))
+            return self._c.generation
 
     def _forget_prefix(self, prefix: str) -> None:
         with self._c.lock:
@@ -312,6 +314,7 @@ class LRUStoreCache(Store):
         with self._c.lock:
             if key in self._c.ranges_of:
                 return True
+        await self._ensure_open()
         return await self._store.exists(key)
 
     async def getsize(self, key: str) -> int:
@@ -319,6 +322,7 @@ class LRUStoreCache(Store):
             whole = self._c.values.get((key, None))
         if whole is not None:
             return len(whole)
+        await self._ensure_open()
         return await self._store.getsize(key)
 
     # --- writes -----------------------------------------------------------------------
@@ -326,19 +330,26 @@ class LRUStoreCache(Store):
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         await self._ensure_open()
+        generation = self._forget_key(key)
         await self._store.set(key, value)
-        self._after_set(key, value)
+        self._after_set(key, value, generation)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._check_writable()
         ensure_open_sync(self)
+        generation = self._forget_key(key)
         sync_io.set_sync(self._store, key, value)
-        self._after_set(key, value)
+        self._after_set(key, value, generation)
 
-    def _after_set(self, key: str, value: Buffer) -> None:
-        self._forget_key(key)
-        self._remember((key, None), value)
-        self.invalidate_keys()
+    def _after_set(self, key: str, value: Buffer, generation: int) -> None:
+        """Cache the value written, unless anything else changed the cache meanwhile.
+
+        Of two writes to one key in flight at once, the one that returns last need
+        not be the one the store kept: each write's start and end move the
+        generation on, so neither of two overlapping writes is cached.
+        """
+        self._remember((key, None), value, generation)
+        self.invalidate_keys()  # moves the generation on
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
@@ -349,24 +360,28 @@ class LRUStoreCache(Store):
 
     async def delete(self, key: str) -> None:
         self._check_writable()
+        await self._ensure_open()
         await self._store.delete(key)
         self._forget_key(key)
         self.invalidate_keys()
 
     def delete_sync(self, key: str) -> None:
         self._check_writable()
+        ensure_open_sync(self)
         sync_io.delete_sync(self._store, key)
         self._forget_key(key)
         self.invalidate_keys()
 
     async def delete_dir(self, prefix: str) -> None:
         self._check_writable()
+        await self._ensure_open()
         await self._store.delete_dir(prefix)
         self._forget_prefix(prefix.rstrip("/") + "/" if prefix else "")
         self.invalidate_keys()
 
     async def clear(self) -> None:
         self._check_writable()
+        await self._ensure_open()
         await self._store.clear()
         self.invalidate()
 
@@ -380,6 +395,7 @@ class LRUStoreCache(Store):
             generation = self._c.generation
         if cached is not None:
             return cached
+        await self._ensure_open()
         keys = tuple([key async for key in source()])
         with self._c.lock:
             if generation == self._c.generation:
@@ -388,6 +404,7 @@ class LRUStoreCache(Store):
 
     async def is_empty(self, prefix: str) -> bool:
         # Not cached: zarr asks this before creating a node, and it must be current.
+        await self._ensure_open()
         return await self._store.is_empty(prefix)
 
     async def list(self) -> AsyncIterator[str]:

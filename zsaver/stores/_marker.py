@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from zsaver.errors import StoreConfigError
+
 MARKER_NAME = ".zsaver-store.json"
 JOURNAL_NAME = ".zsaver-convert.json"
 LOCKS_DIR = ".zsaver-locks"
@@ -23,9 +25,16 @@ BOOKKEEPING = frozenset({MARKER_NAME, JOURNAL_NAME, LOCKS_DIR})
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at ``path``, or None if there is no such file."""
     try:
-        return json.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise StoreConfigError(f"{path} is damaged: it is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise StoreConfigError(f"{path} is damaged: expected a JSON object, got {type(doc).__name__}")
+    return doc
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:

@@ -298,8 +298,8 @@ class ShardedStoreBase(ShardListingMixin, Store):
     def _resolve_marker(self) -> dict[str, Any]:
         if (self.root / JOURNAL_NAME).exists() and not self._allow_journal:
             raise StoreConfigError(
-                f"{self.root} is in the middle of a conversion; run zsaver.stores.convert "
-                "again with the same target to finish it"
+                f"{self.root} is in the middle of a conversion; run it again with the same "
+                "target to finish it (zsaver.stores.convert, or zsaver convert PATH --to TARGET)"
             )
         wanted = self._wanted_layout()
         marker = read_json(self.root / MARKER_NAME)

@@ -276,6 +276,19 @@ class ShardedStore(Store):
                 return mount, "/".join(parts[i:])
         return self._base, key
 
+    async def _open_route(self, key: str) -> tuple[Store, str]:
+        """``_route``, with this store and the component that holds ``key`` open."""
+        await self._ensure_open()
+        store, inner = self._route(key)
+        await store._ensure_open()  # shard sub-stores are made, not opened, on first use
+        return store, inner
+
+    def _open_route_sync(self, key: str) -> tuple[Store, str]:
+        ensure_open_sync(self)
+        store, inner = self._route(key)
+        ensure_open_sync(store)
+        return store, inner
+
     # --- lifecycle ------------------------------------------------------------------
 
     def _components(self) -> list[Store]:
@@ -321,8 +334,7 @@ class ShardedStore(Store):
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
-        await self._ensure_open()
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         return await store.get(inner, prototype or default_buffer_prototype(), byte_range)
 
     async def get_partial_values(
@@ -333,7 +345,7 @@ class ShardedStore(Store):
         # One call per component keeps each store's own batching.
         groups: dict[int, tuple[Store, list[int], list[tuple[str, ByteRequest | None]]]] = {}
         for position, (key, byte_range) in enumerate(requests):
-            store, inner = self._route(key)
+            store, inner = await self._open_route(key)
             group = groups.setdefault(id(store), (store, [], []))
             group[1].append(position)
             group[2].append((inner, byte_range))
@@ -350,50 +362,47 @@ class ShardedStore(Store):
         self, key: str, *, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         """``get`` without the event loop (zarr's optional synchronous protocol)."""
-        ensure_open_sync(self)
-        store, inner = self._route(key)
+        store, inner = self._open_route_sync(key)
         return sync_io.get_sync(store, inner, prototype, byte_range)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._check_writable()
-        ensure_open_sync(self)
-        store, inner = self._route(key)
+        store, inner = self._open_route_sync(key)
         sync_io.set_sync(store, inner, value)
 
     def delete_sync(self, key: str) -> None:
         self._check_writable()
-        store, inner = self._route(key)
+        store, inner = self._open_route_sync(key)
         sync_io.delete_sync(store, inner)
 
     async def exists(self, key: str) -> bool:
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         return await store.exists(inner)
 
     async def getsize(self, key: str) -> int:
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         return await store.getsize(inner)
 
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
-        await self._ensure_open()
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         await store.set(inner, value)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
-        await self._ensure_open()
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         await store.set_if_not_exists(inner, value)
 
     async def delete(self, key: str) -> None:
         self._check_writable()
-        store, inner = self._route(key)
+        store, inner = await self._open_route(key)
         await store.delete(inner)
 
     async def delete_dir(self, prefix: str) -> None:
         # Delegated to each store's delete_dir (a LocalStore removes a whole tree at once)
         # instead of deleting key by key.
         self._check_writable()
+        await self._ensure_open()
         prefix = prefix.strip("/")
         # Shards first, while the arrays' metadata (which says what shards exist) is still there.
         for path in self._arrays:
@@ -444,10 +453,13 @@ class ShardedStore(Store):
         return sorted(indices)
 
     async def _shard_stores(self, path: str) -> list[Store]:
+        """The open shard stores of the array at ``path``."""
         stores: dict[int, Store] = {}
         for index in await self._shard_indices(path):
             store = self._shard_store(path, index)
             stores.setdefault(id(store), store)
+        for store in stores.values():
+            await store._ensure_open()
         return list(stores.values())
 
     def _routes_to(self, key: str, store: Store, inner: str) -> bool:
@@ -462,6 +474,7 @@ class ShardedStore(Store):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        await self._ensure_open()
         seen: set[str] = set()
         async for key in self._base.list_prefix(prefix):
             if key not in seen and self._routes_to(key, self._base, key):
@@ -493,6 +506,7 @@ class ShardedStore(Store):
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         # Delegated to each store's list_dir rather than derived from list_prefix, so listing
         # a group does not walk every chunk below it.
+        await self._ensure_open()
         prefix = prefix.strip("/")
         names: set[str] = set()
         inside_mount = next((m for m in self._mounts if _inside(prefix, m)), None)
