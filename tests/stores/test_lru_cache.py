@@ -263,3 +263,51 @@ def test_two_overlapping_writes_of_one_key_leave_the_cache_serving_what_the_stor
 
     stored, served = asyncio.run(scenario())
     assert stored == served == b"B"
+
+
+class _GatedStore(MemoryStore):
+    """Writes of ``gated_key`` wait for ``gate``."""
+
+    gate: Any = None
+    gated_key: str | None = None
+
+    async def set(self, key: str, value: Buffer, byte_range: Any = None) -> None:
+        if key == self.gated_key:
+            await self.gate.wait()
+        await super().set(key, value)
+
+
+@pytest.mark.parametrize("byte_range", [None, RangeByteRequest(0, 3)])
+def test_a_read_during_a_write_leaves_no_stale_value_behind(byte_range) -> None:
+    import asyncio
+
+    proto = default_buffer_prototype()
+
+    async def scenario() -> tuple[bytes, bytes]:
+        inner = _GatedStore()
+        await inner.set("A", proto.buffer.from_bytes(b"old-old-old"))
+        cache = LRUStoreCache(inner, max_size=None)
+        inner.gate, inner.gated_key = asyncio.Event(), "A"
+        write = asyncio.create_task(cache.set("A", proto.buffer.from_bytes(b"NEW-NEW-NEW")))
+        await asyncio.sleep(0.01)  # the write waits inside the store
+        await cache.get("A", proto, byte_range)  # reads (and caches) the old value
+        await cache.set("B", proto.buffer.from_bytes(b"x"))  # another write meanwhile
+        inner.gate.set()
+        await write
+        served = await cache.get("A", proto, byte_range)
+        stored = await inner.get("A", proto, byte_range)
+        assert served is not None and stored is not None
+        return served.to_bytes(), stored.to_bytes()
+
+    served, stored = asyncio.run(scenario())
+    assert served == stored
+
+
+def test_values_written_by_zarr_are_cached(tmp_path) -> None:
+    # zarr writes chunks concurrently: writes of different keys must not keep each other out.
+    cache = LRUStoreCache(LocalStore(tmp_path), max_size=None)
+    arr = zarr.create_array(cache, name="x", shape=(32,), chunks=(1,), dtype="i4")
+    arr[:] = np.arange(1, 33)  # no chunk equals the fill value (zarr would not store it)
+    hits, misses = cache.hits, cache.misses
+    np.testing.assert_array_equal(arr[:], np.arange(1, 33))
+    assert (cache.hits - hits, cache.misses - misses) == (32, 0)

@@ -383,3 +383,21 @@ def test_a_fresh_store_opens_zip_components_before_reading_or_listing(tmp_path: 
     assert float(zarr.open_array(make("r"), path="hot/x", mode="r")[:].sum()) == 160.0
     members = sorted(name for name, _ in zarr.open_group(make("r"), mode="r").members(max_depth=None))
     assert members == ["archive", "archive/2024", "archive/2024/z", "hot", "hot/x"]
+
+
+def test_shards_never_written_read_as_absent_and_listing_creates_none(tmp_path: Path) -> None:
+    def make(read_only: bool) -> ShardedStore:
+        template = StoreTemplate({"type": "local", "root": f"{tmp_path}/shard-{{0}}", "read_only": read_only})
+        return ShardedStore(LocalStore(tmp_path / "base", read_only=read_only),
+                            array_shards={"x": (1, template)}, read_only=read_only)
+
+    arr = zarr.create_array(make(False), name="x", shape=(8,), chunks=(2,), dtype="i4", fill_value=0)
+    arr[0:2] = 1  # only shard 0 is written
+    reader = make(True)
+    assert not sync(reader.exists("x/c/3"))
+    assert sorted(sync(_collect_aiterator(reader.list_prefix("x/")))) == ["x/c/0", "x/zarr.json"]
+    np.testing.assert_array_equal(zarr.open_array(make(True), path="x", mode="r")[:], [1, 1, 0, 0, 0, 0, 0, 0])
+    writer = make(False)
+    sync(_collect_aiterator(writer.list_prefix("")))
+    sync(writer.delete("x/c/2"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shard")) == ["shard-0"]

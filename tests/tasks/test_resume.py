@@ -140,3 +140,19 @@ def test_items_of_k_rows_resume_at_row_i_times_k(tmp_path, approach) -> None:
     TaskManager(_two_rows).submit_tasks(range(30), saver, save_interval=4, rows_per_item=2, progress=False)
     data = read_rows(saver)
     assert np.array_equal(data[:, 0], np.repeat(np.arange(30), 2)) and np.array_equal(data[:, 1], np.tile([0, 1], 30))
+
+
+def _fails(i: int) -> np.ndarray:
+    raise RuntimeError("the first run dies")
+
+
+def test_an_overwrite_rerun_after_nothing_was_saved_takes_the_new_row_shape(tmp_path) -> None:
+    # The record of the first run says no item is done: the rerun still replaces
+    # the old dataset, so its rows (3 values) must not decide the new rows' shape.
+    saver = zarr_saver(tmp_path / "ds")
+    saver.save(np.zeros((4, 3), dtype=np.float32))
+    with pytest.raises(TaskError):
+        TaskManager(_fails).submit_tasks(range(6), zarr_saver(tmp_path / "ds", "overwrite"), progress=False)
+    report = TaskManager(row_of).submit_tasks(range(6), zarr_saver(tmp_path / "ds", "overwrite"), progress=False)
+    assert report.failures == [] and report.items_done == 6
+    np.testing.assert_array_equal(read_rows(saver), np.stack([row_of(i) for i in range(6)]))

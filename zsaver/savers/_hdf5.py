@@ -121,7 +121,8 @@ class HDF5Saver(StagedSaver):
             try:
                 f = h5py.File(self.path, mode)
             except OSError as exc:
-                if self.path.is_file() and not h5py.is_hdf5(self.path):
+                readable = self.path.is_file() and os.access(self.path, os.R_OK)
+                if readable and not h5py.is_hdf5(self.path):
                     raise DatasetSpecError(
                         f"{self.path}: expected an HDF5 file, found a file of another kind"
                     ) from exc

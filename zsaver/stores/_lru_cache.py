@@ -49,6 +49,10 @@ class _CacheState:
         # Bumped by every write and invalidation: a read that started before one must not
         # store what it fetched, or a stale value could outlive the write.
         self.generation = 0
+        # Writes in flight, per key, and the keys that two of them wrote at once: the
+        # write that returns last need not be the one the store kept, so neither is cached.
+        self.writing: dict[str, int] = {}
+        self.contended: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -212,13 +216,14 @@ class LRUStoreCache(Store):
             self._c.generation += 1
             self._c.listings.clear()
 
-    def _forget_key(self, key: str) -> int:
-        """Drop ``key``'s cached values; returns the new generation."""
+    def _forget_key(self, key: str) -> None:
         with self._c.lock:
-            self._c.generation += 1
-            for entry in self._c.ranges_of.pop(key, ()):
-                self._c.current_size -= len(self._c.values.pop(entry))
-            return self._c.generation
+            self._forget_key_locked(key)
+
+    def _forget_key_locked(self, key: str) -> None:
+        self._c.generation += 1
+        for entry in self._c.ranges_of.pop(key, ()):
+            self._c.current_size -= len(self._c.values.pop(entry))
 
     def _forget_prefix(self, prefix: str) -> None:
         with self._c.lock:
@@ -228,25 +233,27 @@ class LRUStoreCache(Store):
                     self._c.current_size -= len(self._c.values.pop(entry))
 
     def _remember(self, entry: _ValueKey, value: Buffer, generation: int | None = None) -> None:
+        with self._c.lock:
+            if generation is None or generation == self._c.generation:
+                self._remember_locked(entry, value)
+
+    def _remember_locked(self, entry: _ValueKey, value: Buffer) -> None:
         size = len(value)
         if self._max_size is not None and size > self._max_size:
             return
-        with self._c.lock:
-            if generation is not None and generation != self._c.generation:
-                return
-            old = self._c.values.pop(entry, None)
-            if old is not None:
-                self._c.current_size -= len(old)
-            self._c.values[entry] = value
-            self._c.ranges_of.setdefault(entry[0], set()).add(entry)
-            self._c.current_size += size
-            while self._max_size is not None and self._c.current_size > self._max_size:
-                (key, byte_range), evicted = self._c.values.popitem(last=False)
-                self._c.current_size -= len(evicted)
-                entries = self._c.ranges_of[key]
-                entries.discard((key, byte_range))
-                if not entries:
-                    del self._c.ranges_of[key]
+        old = self._c.values.pop(entry, None)
+        if old is not None:
+            self._c.current_size -= len(old)
+        self._c.values[entry] = value
+        self._c.ranges_of.setdefault(entry[0], set()).add(entry)
+        self._c.current_size += size
+        while self._max_size is not None and self._c.current_size > self._max_size:
+            (key, byte_range), evicted = self._c.values.popitem(last=False)
+            self._c.current_size -= len(evicted)
+            entries = self._c.ranges_of[key]
+            entries.discard((key, byte_range))
+            if not entries:
+                del self._c.ranges_of[key]
 
     def _lookup(self, key: str, byte_range: ByteRequest | None) -> Buffer | None:
         """A cached answer for (key, byte_range): the exact entry, or a slice of the whole value."""
@@ -330,26 +337,50 @@ class LRUStoreCache(Store):
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         await self._ensure_open()
-        generation = self._forget_key(key)
-        await self._store.set(key, value)
-        self._after_set(key, value, generation)
+        self._begin_write(key)
+        written = False
+        try:
+            await self._store.set(key, value)
+            written = True
+        finally:
+            self._end_write(key, value if written else None)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._check_writable()
         ensure_open_sync(self)
-        generation = self._forget_key(key)
-        sync_io.set_sync(self._store, key, value)
-        self._after_set(key, value, generation)
+        self._begin_write(key)
+        written = False
+        try:
+            sync_io.set_sync(self._store, key, value)
+            written = True
+        finally:
+            self._end_write(key, value if written else None)
 
-    def _after_set(self, key: str, value: Buffer, generation: int) -> None:
-        """Cache the value written, unless anything else changed the cache meanwhile.
+    def _begin_write(self, key: str) -> None:
+        with self._c.lock:
+            self._forget_key_locked(key)
+            in_flight = self._c.writing.get(key, 0)
+            self._c.writing[key] = in_flight + 1
+            if in_flight:
+                self._c.contended.add(key)
 
-        Of two writes to one key in flight at once, the one that returns last need
-        not be the one the store kept: each write's start and end move the
-        generation on, so neither of two overlapping writes is cached.
+    def _end_write(self, key: str, value: Buffer | None) -> None:
+        """Cache the value written (None: the write failed), unless another write overlapped it.
+
+        Whatever a read cached while the write was in flight is dropped, and reads
+        still in flight will not cache what they fetched (the generation moves on).
         """
-        self._remember((key, None), value, generation)
-        self.invalidate_keys()  # moves the generation on
+        with self._c.lock:
+            self._forget_key_locked(key)
+            in_flight = self._c.writing.pop(key) - 1
+            contended = key in self._c.contended
+            if in_flight:
+                self._c.writing[key] = in_flight
+            else:
+                self._c.contended.discard(key)
+            if value is not None and not contended:
+                self._remember_locked((key, None), value)
+        self.invalidate_keys()
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -19,11 +20,13 @@ from typing import Any, NamedTuple
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore, ZipStore
 
 from zsaver._config import to_config, validate_config
 from zsaver.errors import ConfigError, StoreConfigError
 from zsaver.stores import _sync_io as sync_io
 from zsaver.stores._shard_factories import MappedShardFactory, ShardFactory, StoreTable
+from zsaver.stores._sharded_base import ShardedStoreBase
 from zsaver.stores._sync_io import ensure_open_sync
 
 __all__ = ["ArrayShards", "ShardedStore", "chunk_key_to_indices"]
@@ -69,6 +72,17 @@ def _normalize_path(path: object, what: str) -> str:
     if "//" in norm or any(part in (".", "..") for part in norm.split("/")):
         raise StoreConfigError(f"{what} path {path!r} is not a clean zarr path like 'group/sub'")
     return norm
+
+
+def _holds_nothing_yet(store: Store) -> bool:
+    """True for a store not yet opened whose directory or file does not exist: it has no key."""
+    if store._is_open:
+        return False
+    if isinstance(store, (LocalStore, ShardedStoreBase)):
+        return not os.path.exists(store.root)
+    if isinstance(store, ZipStore):
+        return not os.path.exists(store.path)
+    return False
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -276,16 +290,25 @@ class ShardedStore(Store):
                 return mount, "/".join(parts[i:])
         return self._base, key
 
-    async def _open_route(self, key: str) -> tuple[Store, str]:
-        """``_route``, with this store and the component that holds ``key`` open."""
+    async def _open_route(self, key: str, *, reading: bool = False) -> tuple[Store | None, str]:
+        """``_route``, with this store and the component that holds ``key`` open.
+
+        Shard sub-stores are made, not opened, on first use. A read of a local
+        shard store with nothing on disk yet gets None: opening it would fail
+        (read-only) or create its directory or file (writable).
+        """
         await self._ensure_open()
         store, inner = self._route(key)
-        await store._ensure_open()  # shard sub-stores are made, not opened, on first use
+        if reading and _holds_nothing_yet(store):
+            return None, inner
+        await store._ensure_open()
         return store, inner
 
-    def _open_route_sync(self, key: str) -> tuple[Store, str]:
+    def _open_route_sync(self, key: str, *, reading: bool = False) -> tuple[Store | None, str]:
         ensure_open_sync(self)
         store, inner = self._route(key)
+        if reading and _holds_nothing_yet(store):
+            return None, inner
         ensure_open_sync(store)
         return store, inner
 
@@ -334,7 +357,9 @@ class ShardedStore(Store):
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
-        store, inner = await self._open_route(key)
+        store, inner = await self._open_route(key, reading=True)
+        if store is None:
+            return None
         return await store.get(inner, prototype or default_buffer_prototype(), byte_range)
 
     async def get_partial_values(
@@ -345,7 +370,9 @@ class ShardedStore(Store):
         # One call per component keeps each store's own batching.
         groups: dict[int, tuple[Store, list[int], list[tuple[str, ByteRequest | None]]]] = {}
         for position, (key, byte_range) in enumerate(requests):
-            store, inner = await self._open_route(key)
+            store, inner = await self._open_route(key, reading=True)
+            if store is None:
+                continue  # nothing stored there yet: the answer stays None
             group = groups.setdefault(id(store), (store, [], []))
             group[1].append(position)
             group[2].append((inner, byte_range))
@@ -362,41 +389,50 @@ class ShardedStore(Store):
         self, key: str, *, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         """``get`` without the event loop (zarr's optional synchronous protocol)."""
-        store, inner = self._open_route_sync(key)
+        store, inner = self._open_route_sync(key, reading=True)
+        if store is None:
+            return None
         return sync_io.get_sync(store, inner, prototype, byte_range)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._check_writable()
         store, inner = self._open_route_sync(key)
+        assert store is not None
         sync_io.set_sync(store, inner, value)
 
     def delete_sync(self, key: str) -> None:
         self._check_writable()
-        store, inner = self._open_route_sync(key)
-        sync_io.delete_sync(store, inner)
+        store, inner = self._open_route_sync(key, reading=True)
+        if store is not None:  # else there is nothing to delete
+            sync_io.delete_sync(store, inner)
 
     async def exists(self, key: str) -> bool:
-        store, inner = await self._open_route(key)
-        return await store.exists(inner)
+        store, inner = await self._open_route(key, reading=True)
+        return store is not None and await store.exists(inner)
 
     async def getsize(self, key: str) -> int:
-        store, inner = await self._open_route(key)
+        store, inner = await self._open_route(key, reading=True)
+        if store is None:
+            raise FileNotFoundError(key)
         return await store.getsize(inner)
 
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         store, inner = await self._open_route(key)
+        assert store is not None
         await store.set(inner, value)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
         store, inner = await self._open_route(key)
+        assert store is not None
         await store.set_if_not_exists(inner, value)
 
     async def delete(self, key: str) -> None:
         self._check_writable()
-        store, inner = await self._open_route(key)
-        await store.delete(inner)
+        store, inner = await self._open_route(key, reading=True)
+        if store is not None:  # else there is nothing to delete
+            await store.delete(inner)
 
     async def delete_dir(self, prefix: str) -> None:
         # Delegated to each store's delete_dir (a LocalStore removes a whole tree at once)
@@ -453,11 +489,12 @@ class ShardedStore(Store):
         return sorted(indices)
 
     async def _shard_stores(self, path: str) -> list[Store]:
-        """The open shard stores of the array at ``path``."""
+        """The shard stores of the array at ``path`` that hold anything, opened."""
         stores: dict[int, Store] = {}
         for index in await self._shard_indices(path):
             store = self._shard_store(path, index)
-            stores.setdefault(id(store), store)
+            if not _holds_nothing_yet(store):
+                stores.setdefault(id(store), store)
         for store in stores.values():
             await store._ensure_open()
         return list(stores.values())

@@ -204,9 +204,10 @@ class _Run:
         if saver is None:
             return 0
         existing = saver.read_record(self.record_name) if self.records and self.resume else None
-        self._adopt_dataset_rows(saver, resuming=existing is not None)
-        if existing is not None:
-            record = CompletionRecord.model_validate(existing)
+        record = None if existing is None else CompletionRecord.model_validate(existing)
+        # An overwrite run that saved nothing yet still replaces the old dataset.
+        self._adopt_dataset_rows(saver, resuming=record is not None and record.items_done > 0)
+        if record is not None:
             record.check_compatible(self.n_items, self.rows_per_item)
             if record.items_done and saver_length(saver) == 0:
                 raise ResumeMismatchError(
