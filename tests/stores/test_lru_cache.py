@@ -311,3 +311,38 @@ def test_values_written_by_zarr_are_cached(tmp_path) -> None:
     hits, misses = cache.hits, cache.misses
     np.testing.assert_array_equal(arr[:], np.arange(1, 33))
     assert (cache.hits - hits, cache.misses - misses) == (32, 0)
+
+
+@pytest.mark.parametrize("kind", ["delete", "delete_dir", "clear"])
+def test_a_delete_while_a_write_is_returning_leaves_nothing_cached(kind: str) -> None:
+    import asyncio
+
+    proto = default_buffer_prototype()
+
+    class ReturnsLate(MemoryStore):
+        gate: Any = None
+
+        async def set(self, key: str, value: Buffer, byte_range: Any = None) -> None:
+            await super().set(key, value)  # the store holds the value, the call has not returned
+            if self.gate is not None:
+                await self.gate.wait()
+
+    async def scenario() -> tuple[Any, Any]:
+        inner = ReturnsLate()
+        cache = LRUStoreCache(inner, max_size=None)
+        gate = inner.gate = asyncio.Event()
+        write = asyncio.create_task(cache.set("a/k", proto.buffer.from_bytes(b"v")))
+        await asyncio.sleep(0.01)
+        inner.gate = None
+        if kind == "delete":
+            await cache.delete("a/k")
+        elif kind == "delete_dir":
+            await cache.delete_dir("a")
+        else:
+            await cache.clear()
+        gate.set()
+        await write
+        return await cache.get("a/k", proto), await inner.get("a/k", proto)
+
+    served, stored = asyncio.run(scenario())
+    assert served is None and stored is None

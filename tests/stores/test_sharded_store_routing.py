@@ -401,3 +401,27 @@ def test_shards_never_written_read_as_absent_and_listing_creates_none(tmp_path: 
     sync(_collect_aiterator(writer.list_prefix("")))
     sync(writer.delete("x/c/2"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shard")) == ["shard-0"]
+
+
+def test_cached_shards_and_mounts_with_nothing_on_disk_read_as_empty(tmp_path: Path) -> None:
+    from zarr.storage import ZipStore
+
+    def make(read_only: bool) -> ShardedStore:
+        template = StoreTemplate({"type": "local", "root": f"{tmp_path}/shard-{{0}}", "read_only": read_only})
+        store = ShardedStore(
+            LocalStore(tmp_path / "base", read_only=read_only),
+            mounts={"arch": ZipStore(tmp_path / "arch.zip", mode="r" if read_only else "a", read_only=read_only)},
+            array_shards={"x": (1, template)}, read_only=read_only,
+        )
+        return store.map_shards(lambda shard: LRUStoreCache(shard, max_size=2**20))
+
+    writer = make(False)
+    zarr.create_array(writer, name="x", shape=(8,), chunks=(2,), dtype="i4", fill_value=0)[0:2] = 1
+    writer.close()
+    (tmp_path / "arch.zip").unlink(missing_ok=True)  # the mount holds nothing yet
+    reader = make(True)
+    np.testing.assert_array_equal(zarr.open_array(reader, path="x", mode="r")[:], [1, 1, 0, 0, 0, 0, 0, 0])
+    assert not sync(reader.exists("arch/zarr.json"))
+    assert "x/c/0" in sync(_collect_aiterator(reader.list_prefix("")))
+    sync(_collect_aiterator(make(False).list_prefix("")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "shard-0"]

@@ -192,7 +192,8 @@ class LRUStoreCache(Store):
         await self._store._ensure_open()
 
     def close(self) -> None:
-        self._store.close()
+        if self._store._is_open:
+            self._store.close()
         super().close()
 
     # --- invalidation ------------------------------------------------------------------
@@ -209,6 +210,7 @@ class LRUStoreCache(Store):
             self._c.values.clear()
             self._c.ranges_of.clear()
             self._c.current_size = 0
+            self._c.contended.update(self._c.writing)  # writes in flight: outcome unknown
 
     def invalidate_keys(self) -> None:
         """Forget every cached listing (values stay)."""
@@ -217,8 +219,11 @@ class LRUStoreCache(Store):
             self._c.listings.clear()
 
     def _forget_key(self, key: str) -> None:
+        """Drop ``key``'s cached values; a write of it in flight will not cache its value."""
         with self._c.lock:
             self._forget_key_locked(key)
+            if key in self._c.writing:
+                self._c.contended.add(key)
 
     def _forget_key_locked(self, key: str) -> None:
         self._c.generation += 1
@@ -231,6 +236,7 @@ class LRUStoreCache(Store):
             for key in [k for k in self._c.ranges_of if k.startswith(prefix)]:
                 for entry in self._c.ranges_of.pop(key):
                     self._c.current_size -= len(self._c.values.pop(entry))
+            self._c.contended.update(k for k in self._c.writing if k.startswith(prefix))
 
     def _remember(self, entry: _ValueKey, value: Buffer, generation: int | None = None) -> None:
         with self._c.lock:
@@ -385,6 +391,7 @@ class LRUStoreCache(Store):
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
         await self._ensure_open()
+        self._forget_key(key)
         await self._store.set_if_not_exists(key, value)
         self._forget_key(key)  # we do not know which value won
         self.invalidate_keys()
@@ -392,6 +399,7 @@ class LRUStoreCache(Store):
     async def delete(self, key: str) -> None:
         self._check_writable()
         await self._ensure_open()
+        self._forget_key(key)  # before and after: a write of the key in flight caches nothing
         await self._store.delete(key)
         self._forget_key(key)
         self.invalidate_keys()
@@ -399,6 +407,7 @@ class LRUStoreCache(Store):
     def delete_sync(self, key: str) -> None:
         self._check_writable()
         ensure_open_sync(self)
+        self._forget_key(key)
         sync_io.delete_sync(self._store, key)
         self._forget_key(key)
         self.invalidate_keys()
@@ -406,13 +415,16 @@ class LRUStoreCache(Store):
     async def delete_dir(self, prefix: str) -> None:
         self._check_writable()
         await self._ensure_open()
+        under = prefix.rstrip("/") + "/" if prefix else ""
+        self._forget_prefix(under)
         await self._store.delete_dir(prefix)
-        self._forget_prefix(prefix.rstrip("/") + "/" if prefix else "")
+        self._forget_prefix(under)
         self.invalidate_keys()
 
     async def clear(self) -> None:
         self._check_writable()
         await self._ensure_open()
+        self.invalidate()
         await self._store.clear()
         self.invalidate()
 

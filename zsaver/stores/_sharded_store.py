@@ -20,11 +20,12 @@ from typing import Any, NamedTuple
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, ZipStore
+from zarr.storage import LocalStore, WrapperStore, ZipStore
 
 from zsaver._config import to_config, validate_config
 from zsaver.errors import ConfigError, StoreConfigError
 from zsaver.stores import _sync_io as sync_io
+from zsaver.stores._lru_cache import LRUStoreCache
 from zsaver.stores._shard_factories import MappedShardFactory, ShardFactory, StoreTable
 from zsaver.stores._sharded_base import ShardedStoreBase
 from zsaver.stores._sync_io import ensure_open_sync
@@ -75,14 +76,29 @@ def _normalize_path(path: object, what: str) -> str:
 
 
 def _holds_nothing_yet(store: Store) -> bool:
-    """True for a store not yet opened whose directory or file does not exist: it has no key."""
+    """True for a store not yet opened whose directory or file does not exist: it has no key.
+
+    Looks through zsaver's cache and zarr's wrapper stores to the store they wrap.
+    """
     if store._is_open:
         return False
     if isinstance(store, (LocalStore, ShardedStoreBase)):
         return not os.path.exists(store.root)
     if isinstance(store, ZipStore):
         return not os.path.exists(store.path)
+    if isinstance(store, LRUStoreCache):
+        return _holds_nothing_yet(store.store)
+    if isinstance(store, WrapperStore):
+        return _holds_nothing_yet(store._store)
     return False
+
+
+async def _opened_unless_empty(store: Store) -> bool:
+    """Open ``store`` and return True, unless it holds nothing yet (then leave it unopened)."""
+    if _holds_nothing_yet(store):
+        return False
+    await store._ensure_open()
+    return True
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -323,8 +339,9 @@ class ShardedStore(Store):
 
     async def _open(self) -> None:
         await super()._open()  # sets the flag before any await, so concurrent opens cannot race
-        for store in [self._base, *self._mounts.values()]:
-            await store._ensure_open()
+        await self._base._ensure_open()
+        for store in self._mounts.values():
+            await _opened_unless_empty(store)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -333,7 +350,8 @@ class ShardedStore(Store):
 
     def close(self) -> None:
         for store in self._components():
-            store.close()
+            if store._is_open:  # one never opened (nothing on disk) has nothing to close
+                store.close()
         super().close()
 
     def with_read_only(self, read_only: bool = False) -> ShardedStore:
@@ -448,11 +466,12 @@ class ShardedStore(Store):
                     await store.delete_dir(target)
         inside_mount = next((m for m in self._mounts if _inside(prefix, m)), None)
         if inside_mount is not None:
-            await self._mounts[inside_mount].delete_dir(prefix[len(inside_mount) + 1 :])
+            if await _opened_unless_empty(self._mounts[inside_mount]):
+                await self._mounts[inside_mount].delete_dir(prefix[len(inside_mount) + 1 :])
         else:
             await self._base.delete_dir(prefix)
             for mount, store in self._mounts.items():
-                if _inside(mount, prefix):
+                if _inside(mount, prefix) and await _opened_unless_empty(store):
                     await store.delete_dir("")
 
     # --- listing ------------------------------------------------------------------
@@ -493,11 +512,8 @@ class ShardedStore(Store):
         stores: dict[int, Store] = {}
         for index in await self._shard_indices(path):
             store = self._shard_store(path, index)
-            if not _holds_nothing_yet(store):
-                stores.setdefault(id(store), store)
-        for store in stores.values():
-            await store._ensure_open()
-        return list(stores.values())
+            stores.setdefault(id(store), store)
+        return [store for store in stores.values() if await _opened_unless_empty(store)]
 
     def _routes_to(self, key: str, store: Store, inner: str) -> bool:
         try:
@@ -524,6 +540,8 @@ class ShardedStore(Store):
                 inner_prefix = ""
             else:
                 continue
+            if not await _opened_unless_empty(store):
+                continue
             async for inner in store.list_prefix(inner_prefix):
                 key = f"{mount}/{inner}"
                 if key.startswith(prefix) and key not in seen and self._routes_to(key, store, inner):
@@ -549,11 +567,12 @@ class ShardedStore(Store):
         inside_mount = next((m for m in self._mounts if _inside(prefix, m)), None)
         if inside_mount is not None:
             inner = prefix[len(inside_mount) + 1 :]
-            names.update([name async for name in self._mounts[inside_mount].list_dir(inner)])
+            if await _opened_unless_empty(self._mounts[inside_mount]):
+                names.update([name async for name in self._mounts[inside_mount].list_dir(inner)])
         else:
             names.update([name async for name in self._base.list_dir(prefix)])
             for mount, store in self._mounts.items():
-                if _inside(mount, prefix) and not await store.is_empty(""):
+                if _inside(mount, prefix) and await _opened_unless_empty(store) and not await store.is_empty(""):
                     names.add(mount[len(prefix) :].lstrip("/").split("/")[0])
         for path in self._arrays:
             if _inside(prefix, path):
