@@ -346,3 +346,16 @@ def test_a_delete_while_a_write_is_returning_leaves_nothing_cached(kind: str) ->
 
     served, stored = asyncio.run(scenario())
     assert served is None and stored is None
+
+
+@pytest.mark.parametrize("prefix", ["g", "g/", "/g", "/g/"])
+def test_delete_dir_forgets_the_keys_below_the_prefix_however_it_is_written(prefix: str) -> None:
+    class StripsSlashes(MemoryStore):  # as zsaver's ShardedStore does
+        async def delete_dir(self, prefix: str) -> None:
+            await super().delete_dir(prefix.strip("/"))
+
+    cache = LRUStoreCache(StripsSlashes(), max_size=None)
+    sync(cache.set("g/k", default_buffer_prototype().buffer.from_bytes(b"v")))
+    assert _get(cache, "g/k") == b"v"
+    sync(cache.delete_dir(prefix))
+    assert sync(cache.get("g/k", default_buffer_prototype())) is None

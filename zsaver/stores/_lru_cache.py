@@ -49,8 +49,8 @@ class _CacheState:
         # Bumped by every write and invalidation: a read that started before one must not
         # store what it fetched, or a stale value could outlive the write.
         self.generation = 0
-        # Writes in flight, per key, and the keys that two of them wrote at once: the
-        # write that returns last need not be the one the store kept, so neither is cached.
+        # Writes in flight, per key, and the keys whose write overlapped another write, a
+        # delete or an invalidation: what the store kept is then unknown, so it is not cached.
         self.writing: dict[str, int] = {}
         self.contended: set[str] = set()
         self.hits = 0
@@ -415,7 +415,7 @@ class LRUStoreCache(Store):
     async def delete_dir(self, prefix: str) -> None:
         self._check_writable()
         await self._ensure_open()
-        under = prefix.rstrip("/") + "/" if prefix else ""
+        under = prefix.strip("/") + "/" if prefix.strip("/") else ""  # forget too much, never too little
         self._forget_prefix(under)
         await self._store.delete_dir(prefix)
         self._forget_prefix(under)
