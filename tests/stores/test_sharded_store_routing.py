@@ -425,3 +425,18 @@ def test_cached_shards_and_mounts_with_nothing_on_disk_read_as_empty(tmp_path: P
     assert "x/c/0" in sync(_collect_aiterator(reader.list_prefix("")))
     sync(_collect_aiterator(make(False).list_prefix("")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "shard-0"]
+
+
+def test_a_read_only_view_shares_the_shards_the_writable_store_makes_later(tmp_path: Path) -> None:
+    # Each shard an LRUStoreCache made by a StoreTemplate: a mode="r" view made before
+    # the writer touched a shard must still see what the writer writes there.
+    template = StoreTemplate({"type": "lru_cache", "max_size": 2**20,
+                              "store": {"type": "local", "root": f"{tmp_path}/shard-{{index}}"}})
+    store = ShardedStore(LocalStore(tmp_path / "base"), array_shards={"x": (1, template)})
+    arr = zarr.create_array(store, name="x", shape=(4,), chunks=(2,), dtype="i4", fill_value=0)
+    view = zarr.open_array(store, path="x", mode="r")
+    np.testing.assert_array_equal(view[:], [0, 0, 0, 0])
+    arr[2:4] = 7
+    np.testing.assert_array_equal(view[:], [0, 0, 7, 7])
+    arr[2:4] = 8
+    np.testing.assert_array_equal(view[:], [0, 0, 8, 8])

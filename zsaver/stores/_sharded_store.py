@@ -168,6 +168,9 @@ class ShardedStore(Store):
         self._mounts = self._validated_mounts(mounts or {})
         self._arrays = self._validated_arrays(array_shards or {})
         self._shards: dict[tuple[str, tuple[int, ...]], Store] = {}
+        # What the factories made, shared with with_read_only views (``_shards`` holds
+        # this store's own, mode-switched, copies).
+        self._made: dict[tuple[str, tuple[int, ...]], Store] = {}
         # Set by with_read_only: shards made later are switched to this mode too.
         self._shard_mode: bool | None = None
 
@@ -273,11 +276,16 @@ class ShardedStore(Store):
     def _shard_store(self, path: str, index: tuple[int, ...]) -> Store:
         store = self._shards.get((path, index))
         if store is None:
-            made = self._arrays[path].factory(index)
-            if not isinstance(made, Store):
-                raise StoreConfigError(
-                    f"shard factory of array {path!r} returned {type(made).__name__} for {index}, not a Store"
-                )
+            # One factory call per shard for a store and all its with_read_only views, so a
+            # view's shard shares what the writable one caches (an LRUStoreCache per shard).
+            made = self._made.get((path, index))
+            if made is None:
+                made = self._arrays[path].factory(index)
+                if not isinstance(made, Store):
+                    raise StoreConfigError(
+                        f"shard factory of array {path!r} returned {type(made).__name__} for {index}, not a Store"
+                    )
+                made = self._made.setdefault((path, index), made)
             if self._shard_mode is not None:
                 made = _store_with_read_only(made, self._shard_mode)
             store = self._shards.setdefault((path, index), made)
@@ -367,6 +375,7 @@ class ShardedStore(Store):
             read_only=read_only,
         )
         new._shard_mode = read_only
+        new._made = self._made
         new._shards = {k: _store_with_read_only(s, read_only) for k, s in self._shards.items()}
         return new
 
