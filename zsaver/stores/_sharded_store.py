@@ -318,8 +318,8 @@ class ShardedStore(Store):
         """``_route``, with this store and the component that holds ``key`` open.
 
         Shard sub-stores are made, not opened, on first use. A read of a local
-        shard store with nothing on disk yet gets None: opening it would fail
-        (read-only) or create its directory or file (writable).
+        sub-store or mount with nothing on disk yet gets None: opening it would
+        fail (read-only) or create its directory or file (writable).
         """
         await self._ensure_open()
         store, inner = self._route(key)
