@@ -21,6 +21,7 @@ import zarr
 from zarr.abc.store import Store
 
 from zsaver.errors import ZsaverError
+from zsaver.stores._layout import NODE_DOCUMENTS
 
 
 class CommandError(ZsaverError, RuntimeError):
@@ -46,8 +47,6 @@ def open_path(path: str, *, read_only: bool = True) -> Store:
         raise CommandError(f"{path}: {exc}") from exc
 
 
-_META_NAMES = {"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"}
-_NODE_DOCS = {"zarr.json", ".zarray", ".zgroup"}
 
 
 @dataclass
@@ -64,12 +63,12 @@ def _node_paths(store: Store) -> list[str]:
         found = set()
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".zsaver")]
-            if _NODE_DOCS.intersection(filenames):
+            if NODE_DOCUMENTS.intersection(filenames):
                 rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
                 found.add("" if rel == "." else rel)
         return sorted(found)
     keys = zarr.core.sync.sync(_list_keys(store, ""))
-    return sorted({k.rpartition("/")[0] for k in keys if k.rpartition("/")[2] in _NODE_DOCS})
+    return sorted({k.rpartition("/")[0] for k in keys if k.rpartition("/")[2] in NODE_DOCUMENTS})
 
 
 def _discover(store: Store, path: str) -> Hierarchy:

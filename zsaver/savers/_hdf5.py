@@ -76,6 +76,7 @@ class HDF5Saver(StagedSaver):
         self.path = Path(os.fspath(path))
         self.dataset_name = self.name = dataset_name.strip("/")
         self._options = dict(options)
+        self._max_rows: int | None = None  # of the dataset adopted last; None: no limit
         super().__init__(
             approach,
             allow_resize=self._options.pop("allow_resize", False),
@@ -153,11 +154,11 @@ class HDF5Saver(StagedSaver):
         row_chunk = ds.chunks[0] if ds.chunks else max(1, ds.shape[0])
         self._spec = DatasetSpec(np.dtype(ds.dtype), tuple(ds.shape[1:]), int(row_chunk))
         self._length = ds.shape[0]
-        self._max_rows = ds.maxshape[0]  # None: no limit
+        self._max_rows = ds.maxshape[0]
 
     def _check_room(self, n_rows: int) -> None:
         """Refuse, before anything is written, to grow past what the dataset can hold."""
-        limit = getattr(self, "_max_rows", None)
+        limit = self._max_rows
         if limit is not None and n_rows > limit:
             raise DatasetSpecError(
                 f"dataset {self.dataset_name!r} in {self.path.name} cannot grow to {n_rows} rows: it "

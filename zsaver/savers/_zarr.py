@@ -490,17 +490,22 @@ class ZarrSaver(StagedSaver):
             np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
         )
 
+    def _holds_node(self, path: str, kind: str) -> bool:
+        """Whether zarr metadata of a ``kind`` ("array" or "group") node is stored at ``path``."""
+        doc = get_bytes(self._store, f"{path}/zarr.json")
+        try:
+            if doc is not None and json.loads(doc).get("node_type") == kind:
+                return True
+        except (ValueError, AttributeError):
+            pass
+        return get_bytes(self._store, f"{path}/{'.zarray' if kind == 'array' else '.zgroup'}") is not None
+
     def _refuse_array_parent(self) -> None:
         """Raise ShapeMismatchError if an array lives on the dataset's path (zarr nests nothing in arrays)."""
         parts = self.path.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
-            doc = get_bytes(self._store, f"{parent}/zarr.json")
-            try:
-                is_array = doc is not None and json.loads(doc).get("node_type") == "array"
-            except (ValueError, AttributeError):
-                is_array = False
-            if is_array or get_bytes(self._store, f"{parent}/.zarray") is not None:
+            if self._holds_node(parent, "array"):
                 raise ShapeMismatchError(
                     f"dataset {self.path!r}: {parent!r} is an array, so nothing can be stored "
                     "below it; expected groups (or nothing) on the path"
@@ -508,13 +513,7 @@ class ZarrSaver(StagedSaver):
 
     def _refuse_group(self) -> None:
         """Raise ShapeMismatchError if a zarr group lives at the dataset's path."""
-        store = self._store
-        zarr_json = get_bytes(store, f"{self.path}/zarr.json")
-        try:
-            is_group = zarr_json is not None and json.loads(zarr_json).get("node_type") == "group"
-        except (ValueError, AttributeError):
-            is_group = False
-        if is_group or get_bytes(store, f"{self.path}/.zgroup") is not None:
+        if self._holds_node(self.path, "group"):
             raise ShapeMismatchError(
                 f"dataset {self.path!r}: expected an array with a row axis; found a zarr group "
                 "there, which is left as it is (choose another dataset_name)"

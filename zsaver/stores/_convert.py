@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from zsaver.errors import StoreConfigError
-from zsaver.stores._layout import TEMP_SUFFIX, TOMBSTONE_SUFFIX, normalize_chunks_per_shard
+from zsaver.stores._layout import (
+    NODE_DOCUMENTS,
+    TEMP_SUFFIX,
+    TOMBSTONE_SUFFIX,
+    normalize_chunks_per_shard,
+)
 from zsaver.stores._listing import walk_keys
 from zsaver.stores._marker import (
     JOURNAL_NAME,
@@ -123,12 +128,8 @@ def convert(
 
 
 def _holds_zarr_metadata(root: Path) -> bool:
-    """True if a zarr metadata document is anywhere under ``root``."""
-    for _, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".zsaver")]
-        if {"zarr.json", ".zarray", ".zgroup"}.intersection(filenames):
-            return True
-    return False
+    """True if a zarr metadata document is anywhere under ``root`` (bookkeeping aside)."""
+    return any(name in NODE_DOCUMENTS for _, name, _ in walk_keys(str(root)))
 
 
 def _end_journal(root: Path) -> None:
@@ -248,15 +249,14 @@ def _explode(store: ShardedStoreBase) -> None:
             try:
                 for key in keys:
                     loose = store._path(key)
+                    written_dirs.update(_dirs_between(top, os.path.dirname(loose)))
                     # A loose file is newer than the shard copy (made durable here, since
                     # the shard copy goes); a tombstone deleted it.
                     if os.path.exists(loose + TOMBSTONE_SUFFIX) or _fsync_if_exists(loose):
-                        written_dirs.update(_dirs_between(top, os.path.dirname(loose)))
                         continue
                     ref = store._chunk_ref(key)
                     assert ref is not None
                     os.replace(_write_temp(loose, handle.read(ref.member) or b"", durable=True), loose)
-                    written_dirs.update(_dirs_between(top, os.path.dirname(loose)))
             finally:
                 store._cache.release(handle)
             for directory in sorted(written_dirs, key=len, reverse=True):  # deepest first

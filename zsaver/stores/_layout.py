@@ -18,6 +18,8 @@ from zsaver.errors import StoreConfigError
 
 #: Names of metadata documents; they are always plain files.
 METADATA_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+#: The documents that make a directory a zarr node (array or group), zarr 3 or 2.
+NODE_DOCUMENTS = frozenset({"zarr.json", ".zarray", ".zgroup"})
 
 #: Suffixes reserved for the store's own bookkeeping files (never zarr keys).
 TEMP_SUFFIX = ".zsaver-partial"

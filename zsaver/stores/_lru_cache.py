@@ -6,9 +6,10 @@ served from memory when possible, writes go through to the store and update the 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from zarr.abc.store import ByteRequest, Store
@@ -343,24 +344,25 @@ class LRUStoreCache(Store):
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         await self._ensure_open()
-        self._begin_write(key)
-        written = False
-        try:
+        with self._tracked_write(key, value):
             await self._store.set(key, value)
-            written = True
-        finally:
-            self._end_write(key, value if written else None)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._check_writable()
         ensure_open_sync(self)
-        self._begin_write(key)
-        written = False
-        try:
+        with self._tracked_write(key, value):
             sync_io.set_sync(self._store, key, value)
-            written = True
+
+    @contextlib.contextmanager
+    def _tracked_write(self, key: str, value: Buffer) -> Iterator[None]:
+        """Around the store's write of ``value``: see :meth:`_end_write`."""
+        self._begin_write(key)
+        written: Buffer | None = None
+        try:
+            yield
+            written = value
         finally:
-            self._end_write(key, value if written else None)
+            self._end_write(key, written)
 
     def _begin_write(self, key: str) -> None:
         with self._c.lock:

@@ -652,11 +652,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
                 by_shard.setdefault((ref.prefix, ref.shard_rel), {})[key] = data
             for (prefix, shard_rel), extra in by_shard.items():
                 self._rewrite_shard(prefix, shard_rel, [], extra)
-                for key, data in extra.items():
-                    entry = self._buffer.get(key)
-                    if entry is not None and entry[1] is data:
-                        del self._buffer[key]
-                        self._buffer_bytes -= len(data)
+                for key, data in extra.items():  # unchanged meanwhile: the lock is held
+                    del self._buffer[key]
+                    self._buffer_bytes -= len(data)
 
     # ---------------------------------------------------------------- async API
     async def get(

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,9 +260,15 @@ class _Run:
             return  # that dataset is about to be replaced
         spec = saver.row_spec()
         if spec is not None:
-            row_shape, dtype = tuple(spec[0]), np.dtype(spec[1])
-            check_fill_value(self.fill_value, dtype)
-            self.row_shape, self.dtype = row_shape, dtype
+            self._take_rows(spec[0], spec[1])
+
+    def _take_rows(self, row_shape: Sequence[int], dtype: Any) -> None:
+        """The shape and dtype of the run's rows from now on (the fill value must fit the dtype)."""
+        dtype = np.dtype(dtype)
+        check_fill_value(self.fill_value, dtype)
+        self.row_shape, self.dtype = tuple(row_shape), dtype
+        if self.record is not None:
+            self.record.row_shape, self.record.dtype = list(self.row_shape), dtype.str
 
     def _make_writer(self) -> RowWriter | None:
         saver = self.saver
@@ -485,9 +491,7 @@ class _Run:
         known = {f.index for f in outcome.failures}
         outcome = settle_shapes(outcome, self.row_shape, self.rows_per_item)
         if self.row_shape is None and outcome.row_shape is not None:
-            check_fill_value(self.fill_value, np.dtype(outcome.dtype))
-            self.row_shape, self.dtype = outcome.row_shape, np.dtype(outcome.dtype)
-            self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
+            self._take_rows(outcome.row_shape, outcome.dtype)
         self._note_failures([f for f in outcome.failures if f.index not in known])
         return outcome
 

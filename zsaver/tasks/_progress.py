@@ -86,7 +86,7 @@ class ItemFingerprint:
         try:
             encoded = cls._encode(item)
         except RecursionError:  # a container holding itself: pickle copes with cycles
-            encoded = b"p" + pickle.dumps(item, protocol=4)
+            encoded = cls._legacy_token(item)
         if len(encoded) == 9 and encoded[:1] == b"i":
             return encoded
         return b"L" + len(encoded).to_bytes(8, "little") + encoded
