@@ -12,7 +12,7 @@ import pytest
 import zarr
 from routing_helpers import MemoryShards
 from zarr.core.sync import _collect_aiterator, sync
-from zarr.storage import LocalStore, MemoryStore
+from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from zsaver.errors import StoreConfigError
 from zsaver.stores import (
@@ -440,3 +440,34 @@ def test_a_read_only_view_shares_the_shards_the_writable_store_makes_later(tmp_p
     np.testing.assert_array_equal(view[:], [0, 0, 7, 7])
     arr[2:4] = 8
     np.testing.assert_array_equal(view[:], [0, 0, 8, 8])
+
+
+def test_pickled_zip_mount_is_copied_without_opening_or_truncating_the_zip(tmp_path: Path) -> None:
+    """zarr's ZipStore opens its file as soon as it is unpickled: mode "r" then fails on a
+    missing zip, and mode "w" truncates one. Inside a ShardedStore a copy opens on first use
+    and appends, so unpickling never touches a file."""
+    written = ShardedStore(LocalStore(tmp_path / "base"), mounts={"m": ZipStore(tmp_path / "m.zip", mode="w")})
+    zarr.create_array(written, name="m/y", shape=(4,), chunks=(2,), dtype="i4")[:] = [1, 2, 3, 4]
+    written.close()  # the zip's directory is written on close
+    size = (tmp_path / "m.zip").stat().st_size
+
+    copy = pickle.loads(pickle.dumps(written))
+    assert (tmp_path / "m.zip").stat().st_size == size  # not truncated
+    np.testing.assert_array_equal(zarr.open_array(copy, path="m/y")[:], [1, 2, 3, 4])
+    copy.close()
+
+    missing = ShardedStore(LocalStore(tmp_path / "base"), mounts={"gone": ZipStore(tmp_path / "gone.zip", mode="r")})
+    clone = pickle.loads(pickle.dumps(missing))  # zarr's own ZipStore raises FileNotFoundError here
+    assert not (tmp_path / "gone.zip").exists()
+    assert sync(_collect_aiterator(clone.list_prefix("gone"))) == ()
+    assert clone == missing
+
+
+def test_pickled_cache_over_a_zip_mount_does_not_truncate_the_zip(tmp_path: Path) -> None:
+    zip_path = tmp_path / "m.zip"
+    written = ShardedStore(LocalStore(tmp_path / "base"), mounts={"m": LRUStoreCache(ZipStore(zip_path, mode="w"), max_size=None)})
+    zarr.create_array(written, name="m/y", shape=(4,), chunks=(2,), dtype="i4")[:] = [5, 6, 7, 8]
+    written.close()
+    copy = pickle.loads(pickle.dumps(written))
+    np.testing.assert_array_equal(zarr.open_array(copy, path="m/y", mode="r")[:], [5, 6, 7, 8])
+    copy.close()

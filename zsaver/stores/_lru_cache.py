@@ -21,6 +21,7 @@ from zsaver._config import to_config, validate_config
 from zsaver.errors import StoreConfigError
 from zsaver.stores import _sync_io as sync_io
 from zsaver.stores._sync_io import ensure_open_sync
+from zsaver.stores._zip_pickle import with_zips, without_zips
 
 __all__ = ["LRUStoreCache"]
 
@@ -98,14 +99,14 @@ class LRUStoreCache(Store):
 
     def __getstate__(self) -> dict[str, Any]:
         return {
-            "_store": self._store,
+            "_store": without_zips(self._store),  # zarr's ZipStore would open when unpickled
             "_max_size": self._max_size,
             "_read_only": self._read_only,
             "_is_open": False,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(state, _store=with_zips(state["_store"]))
         self._init_cache()
 
     # --- description -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from zsaver.stores._lru_cache import LRUStoreCache
 from zsaver.stores._shard_factories import MappedShardFactory, ShardFactory, StoreTable
 from zsaver.stores._sharded_base import ShardedStoreBase
 from zsaver.stores._sync_io import ensure_open_sync
+from zsaver.stores._zip_pickle import with_zips, without_zips
 
 __all__ = ["ArrayShards", "ShardedStore", "chunk_key_to_indices"]
 
@@ -36,6 +37,9 @@ __all__ = ["ArrayShards", "ShardedStore", "chunk_key_to_indices"]
 _DEFAULT_CHUNK_KEY = re.compile(r"c(?:([./])\d+(?:\1\d+)*)?")
 # zarr 2 keys and zarr 3 "v2" encoding: "0", "1.2" or "1/2".
 _V2_CHUNK_KEY = re.compile(r"\d+(?:([./])\d+(?:\1\d+)*)?")
+
+# The attributes holding component stores (zarr's ZipStores among them pickle as settings).
+_COMPONENT_FIELDS = ("_base", "_mounts", "_shards", "_made")
 
 
 def chunk_key_to_indices(key: str) -> tuple[int, ...] | None:
@@ -354,7 +358,16 @@ class ShardedStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_is_open"] = False  # the copy opens its components itself, on first use
+        memo: dict[int, Any] = {}  # one ZipStore held twice travels once
+        for name in _COMPONENT_FIELDS:
+            state[name] = without_zips(state[name], memo)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        memo: dict[int, Any] = {}
+        for name in _COMPONENT_FIELDS:
+            state[name] = with_zips(state[name], memo)
+        self.__dict__.update(state)
 
     def close(self) -> None:
         for store in self._components():
