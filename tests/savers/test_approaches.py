@@ -116,6 +116,49 @@ def test_update_index_past_end_names_index_and_length(backend: Backend) -> None:
         backend.saver("update").save(rows(0, 1), indices=-5)
 
 
+@pytest.mark.parametrize(
+    "indices", [2**64 - 1, np.array([2**64 - 3], dtype=np.uint64), np.uint64(2**63), 2**70], ids=repr
+)
+def test_update_index_beyond_int64_is_refused_by_name_not_wrapped(backend: Backend, indices: object) -> None:
+    backend.saver().save(rows(0, 5))
+    with pytest.raises(RowIndexError, match=rf"index {int(np.max(indices))} .*length 5"):
+        backend.saver("update", allow_resize=True).save(rows(9, 1), indices=indices)
+    np.testing.assert_array_equal(backend.read(), rows(0, 5))
+
+
+@pytest.mark.parametrize(
+    ("indices", "expected"),
+    [
+        (slice(-2, 12), [8, 9, 10, 11]),  # negative start counts from the current end
+        (slice(12, 14), [12, 13]),
+        (slice(None, 12, 3), [0, 3, 6, 9]),
+        (slice(-3, None), [7, 8, 9]),
+    ],
+    ids=repr,
+)
+def test_update_slices_with_allow_resize_count_negatives_from_the_current_end(
+    backend: Backend, indices: slice, expected: list[int]
+) -> None:
+    backend.saver().save(rows(0, 10))
+    new = -rows(0, len(expected)) - 1
+    backend.saver("update", allow_resize=True).save(new, indices=indices)
+    out = backend.read()
+    np.testing.assert_array_equal(out[expected], new)
+    assert len(out) == max(10, expected[-1] + 1)
+
+
+def test_bare_update_after_runner_hooks_sees_rows_appended_since(backend: Backend) -> None:
+    backend.saver().save(rows(0, 4))
+    updater = backend.saver("update")
+    assert updater.row_spec() is not None and updater.row_chunk  # looked at 4 rows
+    backend.saver().save(rows(4, 2))  # another writer appends
+    updater.save(-rows(0, 1), indices=-1)  # the last row of 6, not of 4
+    updater.save(-rows(1, 1), indices=np.arange(6) == 0)  # a mask of the 6 rows
+    expected = rows(0, 6)
+    expected[5], expected[0] = -rows(0, 1)[0], -rows(1, 1)[0]
+    np.testing.assert_array_equal(backend.read(), expected)
+
+
 def test_update_with_allow_resize_grows_with_fill_value(backend: Backend) -> None:
     backend.saver(fill_value=-7.0).save(rows(0, 2))
     backend.saver("update", allow_resize=True).save(rows(50, 1), indices=[5])
@@ -175,6 +218,19 @@ def test_int_data_into_float_array_is_fine_float_into_int_raises(backend: Backen
     with pytest.raises(TypeError, match="int16"):
         ints.save(np.array([[70000, 1]]))
     np.testing.assert_array_equal(backend.read("ints"), [[1, 2]])
+
+
+@pytest.mark.parametrize("approach", ["append", "overwrite"])
+def test_big_endian_data_and_dtypes_are_saved_by_value(backend: Backend, approach: str) -> None:
+    """zarr 3 reopens an array created as '>i4' as native int32: the saver must agree."""
+    backend.saver().save(rows(0, 2))
+    backend.saver(approach, name="be").save(np.array([[1, 2], [3, 4]], dtype=">i4"))
+    backend.saver(approach, name="opt", dtype=">f8").save(np.ones((2, 2)))
+    backend.saver(approach).save(np.array(rows(10, 3), dtype=">f8"))  # overwrite replaces, never loses
+    np.testing.assert_array_equal(backend.read("be"), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(backend.read("opt"), np.ones((2, 2)))
+    expected = rows(10, 3) if approach == "overwrite" else np.concatenate([rows(0, 2), rows(10, 3)])
+    np.testing.assert_array_equal(backend.read(), expected)
 
 
 def test_saver_is_reusable_across_sessions_and_refuses_after_close(backend: Backend) -> None:

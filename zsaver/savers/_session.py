@@ -139,6 +139,9 @@ class StagedSaver(Saver):
                 self._end()
 
     def _begin(self) -> None:
+        # What runner hooks (row_spec, row_chunk, reserve) looked at outside a session may
+        # be stale by now: every session looks at the dataset afresh.
+        self._release()
         self._session = True
         self._replace_pending = self.approach == "overwrite"
 

@@ -129,6 +129,31 @@ def is_single_index(indices: Any) -> bool:
     return not isinstance(indices, (bool, np.bool_)) and isinstance(indices, (int, np.integer))
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _in_int64(index: int, length: int, dataset: str) -> int:
+    """``index`` if it fits a row position at all, else RowIndexError naming it."""
+    if not -_INT64_MAX <= index <= _INT64_MAX:
+        raise RowIndexError(f"dataset {dataset!r}: index {index} is out of bounds for length {length}")
+    return index
+
+
+def _slice_positions(indices: slice, length: int, allow_resize: bool) -> np.ndarray:
+    """The rows a slice addresses; with ``allow_resize`` a stop past the end grows the dataset.
+
+    Negative starts and stops count from the current end, as numpy's do.
+    """
+    step = 1 if indices.step is None else operator.index(indices.step)
+    stop = indices.stop if indices.stop is None else operator.index(indices.stop)
+    if not allow_resize or step <= 0 or stop is None or stop <= length:
+        return np.arange(*indices.indices(length), dtype=np.int64)
+    start = 0 if indices.start is None else operator.index(indices.start)
+    if start < 0:
+        start = max(0, start + length)
+    return np.arange(start, stop, step, dtype=np.int64)
+
+
 def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset: str) -> np.ndarray:
     """Row positions (int64, 1-D, non-negative, unique) addressed by ``indices``.
 
@@ -146,14 +171,9 @@ def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset:
             "array of ints, or boolean mask); got None"
         )
     if is_single_index(indices):
-        positions = np.array([operator.index(indices)], dtype=np.int64)
+        positions = np.array([_in_int64(operator.index(indices), length, dataset)], dtype=np.int64)
     elif isinstance(indices, slice):
-        stop = indices.stop
-        span = length
-        if allow_resize and stop is not None and (indices.step or 1) > 0:
-            span = max(length, operator.index(stop))
-        positions = np.arange(*indices.indices(span), dtype=np.int64)
-        return positions  # a slice is already in range and free of duplicates
+        return _slice_positions(indices, length, allow_resize)  # in range, no duplicates
     else:
         try:
             raw = np.asarray(indices)
@@ -174,6 +194,8 @@ def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset:
                 f"array of ints, or a boolean mask; got {type(indices).__name__} with "
                 f"dtype {raw.dtype} and shape {raw.shape}"
             )
+        if raw.dtype.kind == "u" and raw.size and raw.max() > _INT64_MAX:
+            _in_int64(int(raw.max()), length, dataset)  # raises, naming the index
         positions = raw.astype(np.int64, copy=True)
     too_low = positions < -length
     if too_low.any():

@@ -478,9 +478,10 @@ class ZarrSaver(StagedSaver):
     def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
         # A dry run in memory: zarr validates every option, nothing touches the store.
         try:
-            probe = zarr.create_array(
-                zarr.storage.MemoryStore(), shape=shape, **self._creation_kwargs(shape, data_dtype)
-            )
+            memory = zarr.storage.MemoryStore()
+            zarr.create_array(memory, shape=shape, **self._creation_kwargs(shape, data_dtype))
+            # As reopened: zarr 3 stores a big-endian dtype as the native one.
+            probe = zarr.open_array(memory, mode="r")
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
@@ -529,13 +530,17 @@ class ZarrSaver(StagedSaver):
                     self._adopt(existing)
                     return
             self._refuse_array_parent()
-            arr = zarr.create_array(
+            zarr.create_array(
                 self._store,
                 name=self.path,
                 shape=shape,
                 overwrite=replace,
                 **self._creation_kwargs(shape, data_dtype),
             )
+            # Reopened, so the handle has the dtype every later open sees (zarr 3
+            # reports a big-endian dtype it was created with as the native one).
+            arr = self._open()
+            assert arr is not None
             self._adopt(arr)
 
     def _release(self) -> None:
