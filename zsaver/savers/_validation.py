@@ -74,6 +74,8 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
     source = arr.dtype
     if source == target:
         return arr
+    if source.fields is not None and target.fields is not None:
+        return _cast_fields(arr, target, dataset)
     if not np.can_cast(source, target, casting="same_kind"):
         raise DTypeMismatchError(
             f"dataset {dataset!r} has dtype {target}; got data of dtype {source}, which "
@@ -81,7 +83,13 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
             f"{source} -> {target})"
         )
     with np.errstate(all="ignore"):
-        cast = arr.astype(target)
+        try:
+            cast = arr.astype(target)
+        except UnicodeError as exc:  # bytes that are no ASCII text, text that is no ASCII
+            raise DTypeMismatchError(
+                f"dataset {dataset!r} has dtype {target}; got data of dtype {source} that "
+                f"does not convert to it ({exc})"
+            ) from None
         if target.kind in "fc" and source.kind in "iufcb":
             changed = bool(np.any(np.isfinite(arr) & ~np.isfinite(cast)))
         elif target.kind in "iu" and source.kind in "iu":
@@ -96,6 +104,27 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
             f"dataset {dataset!r} has dtype {target}; got data of dtype {source} whose values "
             f"do not fit in {target} (overflow or truncation)"
         )
+    return cast
+
+
+def _cast_fields(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
+    """Structured ``arr`` in structured ``target``, field by field *name* (numpy casts by position)."""
+    assert arr.dtype.names is not None and target.names is not None
+    if sorted(arr.dtype.names) != sorted(target.names):
+        raise DTypeMismatchError(
+            f"dataset {dataset!r} has fields {list(target.names)}; got data with fields "
+            f"{list(arr.dtype.names)} (expected the same field names, in any order)"
+        )
+    cast = np.empty(arr.shape, dtype=target)
+    for name in target.names:
+        field = target.fields[name][0]  # type: ignore[index]
+        part = arr[name]
+        if field.subdtype is not None:  # a subarray field: its item dtype, its extra axes
+            field = field.subdtype[0]
+        try:
+            cast[name] = cast_rows(part, field, dataset)
+        except DTypeMismatchError as exc:
+            raise DTypeMismatchError(f"{exc} (in field {name!r})") from None
     return cast
 
 
