@@ -172,6 +172,18 @@ def test_info_and_verify_read_a_zarr_zip_file(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(path)]) == 0
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # a zip keeps each rewrite of a member
+def test_info_counts_a_chunk_rewritten_in_a_zip_once(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "r.zip"
+    with zarr.storage.ZipStore(path, mode="w") as store:
+        arr = zarr.create_array(store, name="x", shape=(4,), chunks=(4,), dtype="i4")
+        for i in range(3):
+            arr[i] = i  # the one chunk, written three times
+    assert main(["info", "--json", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)["arrays"][0]
+    assert info["chunks_stored"] == 1
+
+
 @pytest.mark.parametrize("shape, chunks, encoding, stored", [
     ((), (), None, 1),  # a 0-d array: its one chunk key is "c"
     ((4, 4), (2, 2), {"name": "default", "separator": "."}, 4),  # keys "c.0.1"

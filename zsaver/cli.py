@@ -164,7 +164,9 @@ def collect_info(path: str) -> StoreInfo:
     info = StoreInfo(path=path, store=type(store).__name__, groups=tree.groups)
     for arr in tree.arrays:
         prefix = f"{arr.path}/" if arr.path else ""
-        keys = [k for k in zarr.core.sync.sync(_list_keys(store, prefix)) if _is_chunk_key(arr, k)]
+        # dict.fromkeys: a zip lists a rewritten key once per copy it holds.
+        listed = dict.fromkeys(zarr.core.sync.sync(_list_keys(store, prefix)))
+        keys = [k for k in listed if _is_chunk_key(arr, k)]
         loose, sharded = _chunk_split(store, prefix)
         info.arrays.append(
             ArrayInfo(

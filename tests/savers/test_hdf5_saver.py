@@ -105,6 +105,21 @@ def test_a_dataset_that_cannot_grow_is_refused_before_anything_is_written(tmp_pa
     assert path.read_bytes() == before
 
 
+def test_an_update_past_a_fixed_maxshape_is_refused_at_save_and_the_session_goes_on(tmp_path: Path) -> None:
+    from zsaver.errors import DatasetSpecError
+
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=np.arange(10.0), maxshape=(12,), chunks=(4,))
+    with HDF5Saver(path, "a", "update", allow_resize=True) as saver:
+        saver.save(np.array([100.0]), indices=0)
+        with pytest.raises(DatasetSpecError, match="cannot grow to 16 rows"):
+            saver.save(np.array([200.0]), indices=[15])
+        saver.save(np.array([111.0]), indices=11)  # within maxshape: grows
+    with h5py.File(path, "r") as f:
+        assert f["a"].shape == (12,) and f["a"][0] == 100.0 and f["a"][11] == 111.0
+
+
 def test_a_file_of_another_kind_and_a_dataset_on_the_path_are_named(tmp_path: Path) -> None:
     from zsaver.errors import DatasetSpecError, ShapeMismatchError
 

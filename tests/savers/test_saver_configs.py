@@ -134,6 +134,16 @@ def test_structured_dtype_round_trips_as_its_descr(tmp_path: Path) -> None:
         np.testing.assert_array_equal(f["s"][:], data)
 
 
+@pytest.mark.parametrize("dtype", [str, "str", np.dtypes.StringDType()], ids=repr)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # zarr: no stable v3 spec for strings yet
+def test_variable_length_strings_round_trip_as_str(tmp_path: Path, dtype: Any) -> None:
+    saver = ZarrSaver(tmp_path, "s", dtype=dtype)
+    assert saver.to_config()["options"]["dtype"] == "str"  # np.dtype(str) would say '<U0'
+    with _round_trip(saver) as rebuilt:
+        rebuilt.save(np.array(["abc", "de"]))
+    assert zarr.open_array(LocalStore(tmp_path), path="s")[:].tolist() == ["abc", "de"]
+
+
 def test_saver_on_an_open_group_is_described_by_store_and_full_path(tmp_path: Path) -> None:
     group = zarr.open_group(LocalStore(tmp_path / "g.zarr"), path="exp/one", mode="a")
     saver = ZarrSaver(group, "result", chunks=5)

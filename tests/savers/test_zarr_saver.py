@@ -13,7 +13,7 @@ import zarr
 from zarr.core.buffer.cpu import Buffer
 
 from zsaver import ZarrSaver
-from zsaver.errors import ApproachError, SaverOptionError, ShapeMismatchError
+from zsaver.errors import ApproachError, DatasetSpecError, SaverOptionError, ShapeMismatchError
 
 
 class CountingStore(zarr.storage.WrapperStore[Any]):
@@ -272,6 +272,17 @@ def test_updates_store_chunks_that_equal_the_fill_value(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "u" / "c").iterdir()) == ["0", "1"]
 
 
+@pytest.mark.parametrize("grow", ["update", "reserve"])
+def test_growing_keeps_a_saved_chunk_that_equals_the_fill_value(tmp_path, grow: str) -> None:
+    ZarrSaver(tmp_path, "a", chunks=10).save(np.zeros(3))  # saved rows equal to the fill value
+    if grow == "reserve":
+        ZarrSaver(tmp_path, "a").reserve(25, (), "f8")
+    else:
+        ZarrSaver(tmp_path, "a", "update", allow_resize=True).save(np.array([5.0]), indices=[15])
+    assert (tmp_path / "a" / "c" / "0").is_file()
+    assert zarr.open_array(zarr.storage.LocalStore(tmp_path), path="a")[:].shape == (25 if grow == "reserve" else 16,)
+
+
 def test_a_zarr_2_array_without_a_fill_value_grows(tmp_path) -> None:
     store = zarr.storage.LocalStore(tmp_path)
     zarr.create_array(store, name="v2", shape=(4, 2), chunks=(2, 2), dtype="i4", zarr_format=2,
@@ -299,3 +310,41 @@ def test_a_dataset_below_an_array_is_refused_with_the_array_named(tmp_path) -> N
     with pytest.raises(ShapeMismatchError, match="'x' is an array, so nothing can be stored below it"):
         ZarrSaver(store, "x/y").save(np.ones((2, 2)))
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["c", "zarr.json"]
+
+
+def test_a_dataset_in_a_zarr_2_hierarchy_is_zarr_2_and_keeps_the_groups_visible(tmp_path) -> None:
+    root = zarr.open_group(zarr.storage.LocalStore(tmp_path), mode="w", zarr_format=2)
+    root.attrs["experiment"] = "E1"
+    runs = root.create_group("runs")
+    runs.attrs["owner"] = "me"
+    runs.create_array("old", shape=(3,), dtype="f8")[:] = [1, 2, 3]
+    ZarrSaver(tmp_path, "runs/new").save(np.ones(3))
+    group = zarr.open_group(zarr.storage.LocalStore(tmp_path), path="runs", mode="r")
+    assert dict(group.attrs) == {"owner": "me"} and sorted(group.array_keys()) == ["new", "old"]
+    assert zarr.open_group(zarr.storage.LocalStore(tmp_path), mode="r").attrs["experiment"] == "E1"
+    assert not (tmp_path / "zarr.json").exists()
+
+
+def test_asking_for_the_other_zarr_format_than_the_hierarchy_is_refused_before_writing(tmp_path) -> None:
+    zarr.open_group(zarr.storage.LocalStore(tmp_path), mode="w", zarr_format=3).create_group("g")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".zsaver" not in str(p))
+    with pytest.raises(DatasetSpecError, match="zarr_format=2 asked for, but the groups above it are zarr 3"):
+        ZarrSaver(tmp_path, "g/a", zarr_format=2).save(np.ones(3))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".zsaver" not in str(p)) == before
+
+
+def test_chunks_auto_means_the_default_chunking(tmp_path) -> None:
+    saver = ZarrSaver(tmp_path, "a", chunks="auto")
+    saver.save(np.ones((4, 3)))
+    assert saver.row_chunk == (1 << 20) // (3 * 8)  # about 1 MiB of rows, as without the option
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_overwrite_on_a_store_without_deletes_is_refused_by_name_and_keeps_the_data(tmp_path) -> None:
+    store = zarr.storage.ZipStore(tmp_path / "z.zip", mode="a")
+    ZarrSaver(store, "a").save(np.arange(3.0))
+    with pytest.raises(DatasetSpecError, match="ZipStore cannot delete keys"):
+        ZarrSaver(store, "a", "overwrite").save(np.array([1.0]))
+    ZarrSaver(store, "new", "overwrite").save(np.array([1.0]))  # nothing to replace: fine
+    np.testing.assert_array_equal(zarr.open_array(store, path="a")[:], np.arange(3.0))
+    store.close()

@@ -69,6 +69,8 @@ def _plain_json(value: Any, option: str) -> Any:
 def _dtype_json(value: Any) -> str | list[Any]:
     """A numpy dtype string (``'<f4'``), or the ``descr`` list of a structured dtype."""
     native = value.to_native_dtype() if isinstance(value, ZDType) else value
+    if native is str or native == "str" or isinstance(native, np.dtypes.StringDType):
+        return "str"  # zarr's variable-length strings (np.dtype(str) would say '<U0')
     try:
         dt = np.dtype(native)
     except TypeError as exc:

@@ -171,6 +171,12 @@ class HDF5Saver(StagedSaver):
         self._check_room(len(self) + len(rows))
         return rows
 
+    def _prepare_update(self, arr: np.ndarray, indices: Any) -> tuple[np.ndarray, np.ndarray]:
+        positions, rows = super()._prepare_update(arr, indices)
+        if positions.size:
+            self._check_room(int(positions.max()) + 1)  # at save(), not when a flush comes
+        return positions, rows
+
     def _open_spec(self) -> bool:
         if not self.path.exists():
             return False

@@ -463,8 +463,9 @@ class ZarrSaver(StagedSaver):
     def _creation_kwargs(self, shape: tuple[int, ...], data_dtype: np.dtype) -> dict[str, Any]:
         kwargs = dict(self._options)
         kwargs.setdefault("dtype", data_dtype)
+        kwargs["zarr_format"] = self._hierarchy_format(kwargs.get("zarr_format"))
         chunks = kwargs.get("chunks")
-        if chunks is None:
+        if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
             try:
                 itemsize_dtype = np.dtype(kwargs["dtype"])
             except TypeError:
@@ -475,17 +476,46 @@ class ZarrSaver(StagedSaver):
         kwargs["chunks"] = tuple(chunks)
         return kwargs
 
+    def _hierarchy_format(self, asked: int | None) -> int | None:
+        """The zarr format for a new dataset: that of the groups above it, if they agree.
+
+        zarr writes the groups on a new array's path in the array's format, and
+        zarr 3 group documents beside zarr 2 ones hide the zarr 2 attributes and
+        members, so the dataset follows its hierarchy; asking for the other
+        format raises DatasetSpecError.
+        """
+        found: set[int] = set()
+        parts = self.path.split("/")
+        for depth in range(len(parts)):
+            prefix = "/".join(parts[:depth])
+            doc = get_bytes(self._store, f"{prefix}/zarr.json" if prefix else "zarr.json")
+            if doc is not None:
+                found.add(3)
+            elif get_bytes(self._store, f"{prefix}/.zgroup" if prefix else ".zgroup") is not None:
+                found.add(2)
+        if len(found) != 1:  # no groups yet, or already mixed: zarr's default or the option
+            return asked
+        (existing,) = found
+        if asked is not None and asked != existing:
+            raise DatasetSpecError(
+                f"dataset {self.path!r}: zarr_format={asked} asked for, but the groups above "
+                f"it are zarr {existing}; zarr would write zarr {asked} group documents over "
+                f"them and hide their attributes and members (omit zarr_format, or use {existing})"
+            )
+        return existing
+
     def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
         # A dry run in memory: zarr validates every option, nothing touches the store.
+        kwargs = self._creation_kwargs(shape, data_dtype)
         try:
             memory = zarr.storage.MemoryStore()
-            zarr.create_array(memory, shape=shape, **self._creation_kwargs(shape, data_dtype))
+            zarr.create_array(memory, shape=shape, **kwargs)
             # As reopened: zarr 3 stores a big-endian dtype as the native one.
             probe = zarr.open_array(memory, mode="r")
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
-                f"{self._creation_kwargs(shape, data_dtype)} for shape {shape}: {exc}"
+                f"{kwargs} for shape {shape}: {exc}"
             ) from exc
         return DatasetSpec(
             np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
@@ -524,6 +554,12 @@ class ZarrSaver(StagedSaver):
         with self._locks.dataset():
             if replace:
                 self._refuse_group()  # overwrite replaces an array, never a group and its arrays
+                if not self._store.supports_deletes and self._open() is not None:
+                    raise DatasetSpecError(
+                        f"dataset {self.path!r}: the overwrite approach replaces the existing "
+                        f"array, but {type(self._store).__name__} cannot delete keys; expected "
+                        "a store with deletes (or a new dataset_name); nothing was written"
+                    )
             else:
                 existing = self._open()
                 if existing is not None:
@@ -673,7 +709,14 @@ class ZarrSaver(StagedSaver):
         for first, last in _runs(ids):
             a, b = max(start, first * chunk), min(end, last * chunk)
             with self._locks.chunks(range(first, last)):
-                arr[a:b] = _fill_scalar(arr)
+                if a % chunk:
+                    # The chunk holding the old end keeps saved rows, stored even if they
+                    # equal the fill value; chunks past it may be left out (read as fill).
+                    head_end = min(b, (a // chunk + 1) * chunk)
+                    sync(_writing_every_chunk(arr).setitem((slice(a, head_end),), _fill_scalar(arr)))
+                    a = head_end
+                if a < b:
+                    arr[a:b] = _fill_scalar(arr)
 
     def _write_updates(self) -> None:
         assert self._spec is not None
