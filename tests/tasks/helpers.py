@@ -144,3 +144,8 @@ def int_then_float(i: int, slow: tuple[int, ...] = ()) -> np.ndarray:
     if i in slow:
         time.sleep(0.5)
     return np.array([i, i], dtype=np.int64 if i < 10 else np.float64)
+
+
+def odd_value_at(i: int, odd: dict[int, object]) -> object:
+    """A float per item, or ``odd[i]`` (text, None, ...) for the items in ``odd``."""
+    return odd[i] if i in odd else float(i) / 4

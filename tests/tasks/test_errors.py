@@ -6,6 +6,7 @@ from helpers import (
     fails_on_multiples_of_7,
     int_then_float,
     odd_shape_at,
+    odd_value_at,
     read_rows,
     row_of,
     zarr_saver,
@@ -323,3 +324,30 @@ def test_a_fill_value_the_results_dtype_cannot_hold_is_refused(tmp_path, fill_va
             range(8), saver, on_error="skip", fill_value=fill_value, progress=False
         )
     assert saver.read_record("tasks")["items_done"] == 0
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+@pytest.mark.parametrize("odd_at", [2, 9])  # in the first checkpoint, or in a later one
+@pytest.mark.parametrize("odd", ["n/a", None, {"a": 1}], ids=["text", "None", "dict"])
+def test_a_result_holding_other_values_fails_alone_and_never_changes_the_dataset_dtype(
+    tmp_path, executor, odd_at, odd
+) -> None:
+    # numpy stacks [0.25, "n/a"] as text and [0.25, None] as objects: one odd result
+    # turned a float dataset into text, or stopped an on_error="skip" run.
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    report = TaskManager(odd_value_at, executor=executor, batch_size=4).submit_tasks(
+        range(12), saver, save_interval=4, on_error="skip", progress=False,
+        task_kwargs={"odd": {odd_at: odd}},
+    )
+    assert [(f.index, f.exc_type) for f in report.failures] == [(odd_at, "DTypeMismatchError")]
+    expected = np.arange(12) / 4
+    expected[odd_at] = np.nan
+    stored = read_rows(saver)
+    assert stored.dtype == np.float64
+    np.testing.assert_array_equal(stored, expected)
+
+
+def test_text_results_are_fine_when_every_result_is_text(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    TaskManager(lambda i: f"item {i}").submit_tasks(range(6), saver, progress=False)
+    assert read_rows(saver).tolist() == [f"item {i}" for i in range(6)]

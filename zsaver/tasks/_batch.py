@@ -154,8 +154,10 @@ def _stack(results: list[Any], positions: list[int], k: int | None,
         return None
     try:
         arr = np.asarray([results[p] for p in positions] if len(positions) != len(results) else results)
-        if arr.dtype == object:
-            raise ValueError("ragged")
+        if arr.dtype.kind not in _NUMBER_KINDS:
+            # numpy turns [1.0, "n/a"] into text and [1.0, None] into objects: results
+            # that are not all numbers go one by one, for settle_shapes to judge.
+            raise ValueError("not numbers")
     except ValueError:
         arrays = []
         for p in list(positions):
@@ -177,13 +179,35 @@ def _stack(results: list[Any], positions: list[int], k: int | None,
     return arr
 
 
-def settle_shapes(out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int | None) -> BatchOutcome:
+_NUMBER_KINDS = "biufc"
+
+
+def value_class(dtype: np.dtype) -> str:
+    """What a dtype holds, as far as one run's rows must agree: numbers, text, times, ...
+
+    Example:
+        >>> value_class(np.dtype("i8")) == value_class(np.dtype("f4")), value_class(np.dtype("U3"))
+        (True, 'text')
+    """
+    if dtype.kind in _NUMBER_KINDS:
+        return "numbers"
+    return {"U": "text", "S": "text", "M": "datetimes", "m": "timedeltas", "V": "records"}.get(
+        dtype.kind, "objects"
+    )
+
+
+def settle_shapes(
+    out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int | None, dtype: np.dtype | None = None
+) -> BatchOutcome:
     """``out`` with the rows of every successful item in ``row_shape``; items of another shape fail.
 
     ``row_shape`` is the shape of the rows saved so far; None (nothing saved
     yet) takes the shape of the batch's first successful item. Called on
     batches in item order, so the first result of the run sets the shape,
     whatever the batch boundaries and the order in which batches finish.
+    Values are judged the same way: a result holding other values than the
+    rows before it (text among numbers, ``None``) fails, as does any result
+    numpy can only hold as Python objects. ``dtype``: that of the rows saved so far.
 
     Example:
         >>> out = BatchOutcome(0, 3, [np.zeros(2), np.zeros(3), np.zeros(2)], ragged=True)
@@ -191,7 +215,12 @@ def settle_shapes(out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int |
         >>> settled.data.shape, [f.index for f in settled.failures]
         ((2, 2), [1])
     """
-    if not out.ragged and (out.data is None or row_shape is None or out.row_shape == row_shape):
+    values = None if dtype is None else value_class(dtype)
+    if not out.ragged and (
+        out.data is None
+        or row_shape is None
+        or (out.row_shape == row_shape and values in (None, value_class(out.data.dtype)))
+    ):
         return out
     ok = np.ones(out.count, dtype=bool) if out.ok is None else out.ok.copy()
     positions = np.flatnonzero(ok).tolist()
@@ -199,20 +228,35 @@ def settle_shapes(out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int |
     failures = list(out.failures)
     kept = []
     for pos, arr in zip(positions, arrays, strict=True):
-        if arr is None:  # a stacked batch of another shape: all of it fails alike
-            shape, message = out.row_shape, f"result rows of shape {out.row_shape}, the dataset's rows have shape {row_shape}"
+        exc_type = "ShapeMismatchError"
+        if arr is None:  # a stacked batch that does not fit: all of it fails alike
+            shape, message = out.row_shape, (
+                f"result rows of shape {out.row_shape} holding {value_class(out.data.dtype)}; "
+                f"the dataset's rows have shape {row_shape} and hold {values}"
+            )
+            exc_type = "ShapeMismatchError" if shape != row_shape else "DTypeMismatchError"
+            shape = None
         elif k is not None and (arr.ndim == 0 or arr.shape[0] != k):
             shape, message = None, f"rows_per_item={k} but the result has shape {arr.shape}"
+        elif value_class(arr.dtype) == "objects" or (values is not None and value_class(arr.dtype) != values):
+            shape, exc_type = None, "DTypeMismatchError"
+            message = (
+                f"the result holds {value_class(arr.dtype)} (dtype {arr.dtype})"
+                + (f", the rows before it hold {values}" if values and values != "objects" else "")
+                + ("; expected numbers, text or times" if value_class(arr.dtype) == "objects" else "")
+            )
         else:
             shape = arr.shape if k is None else arr.shape[1:]
             if row_shape is None:
                 row_shape = shape
+            if values is None:
+                values = value_class(arr.dtype)
             message = f"result rows of shape {shape}, expected {row_shape} like the rows before"
-        if arr is not None and shape == row_shape:
+        if arr is not None and shape is not None and shape == row_shape:
             kept.append(arr)
         else:
             ok[pos] = False
-            failures.append(ItemFailure(out.start + pos, "ShapeMismatchError", message))
+            failures.append(ItemFailure(out.start + pos, exc_type, message))
     failures.sort(key=lambda f: f.index)
     if not kept:
         return BatchOutcome(out.start, out.count, None, ok, failures)
@@ -299,7 +343,7 @@ def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrit
 def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
     k = job.rows_per_item or 1
     dtype = np.dtype(write.dtype)
-    settled = settle_shapes(out, write.row_shape, job.rows_per_item)
+    settled = settle_shapes(out, write.row_shape, job.rows_per_item, dtype)
     out.data, out.ok, out.failures = settled.data, settled.ok, settled.failures
     out.row_shape, out.dtype, out.ragged = settled.row_shape, settled.dtype, False
     rows = expand_rows(out, k, write.row_shape, dtype, write.fill_value)
@@ -316,5 +360,5 @@ def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
 
 __all__ = [
     "BatchJob", "BatchOutcome", "WorkerWrite", "check_fill_value", "default_fill", "expand_rows",
-    "release_task", "run_batch", "settle_shapes",
+    "release_task", "run_batch", "settle_shapes", "value_class",
 ]

@@ -489,7 +489,7 @@ class _Run:
         if self.saver is None or outcome.rows_written:
             return outcome  # results as they are; a worker that wrote its rows checked them
         known = {f.index for f in outcome.failures}
-        outcome = settle_shapes(outcome, self.row_shape, self.rows_per_item)
+        outcome = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
         if self.row_shape is None and outcome.row_shape is not None:
             self._take_rows(outcome.row_shape, outcome.dtype)
         self._note_failures([f for f in outcome.failures if f.index not in known])
