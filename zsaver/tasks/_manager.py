@@ -46,6 +46,9 @@ WRITE_MODES = ("driver", "workers")
 class _Batch:
     start: int
     items: list[Any]
+    #: The items' fingerprint encoding, taken when they were read: before the task
+    #: runs on them (it may change them in place).
+    encoded: Any = None
     #: Runs alone after a worker death, to find the item that kills workers.
     isolated: bool = False
     deaths: int = 0
@@ -316,7 +319,7 @@ class _Run:
             items = list(itertools.islice(self.items, n))
             if not items:
                 return
-            yield _Batch(start, items)
+            yield _Batch(start, items, self.fingerprint.encode(items))
             start += len(items)
 
     # --- the loop -------------------------------------------------------------
@@ -453,13 +456,13 @@ class _Run:
     def _after_death(self, batch: _Batch, exc: BaseException, suspects: deque[_Batch]) -> None:
         """A worker died: rerun the batch alone; halve a batch that kills alone; fail a lone item."""
         if not batch.isolated:
-            suspects.append(_Batch(batch.start, batch.items, isolated=True))
+            suspects.append(_Batch(batch.start, batch.items, batch.encoded, isolated=True))
         elif len(batch.items) > 1:
             half = len(batch.items) // 2
-            suspects.appendleft(_Batch(batch.start + half, batch.items[half:], isolated=True))
-            suspects.appendleft(_Batch(batch.start, batch.items[:half], isolated=True))
+            suspects.appendleft(_Batch(batch.start + half, batch.items[half:], batch.encoded[half:], isolated=True))
+            suspects.appendleft(_Batch(batch.start, batch.items[:half], batch.encoded[:half], isolated=True))
         elif batch.deaths < self.retries:
-            suspects.appendleft(_Batch(batch.start, batch.items, isolated=True, deaths=batch.deaths + 1))
+            suspects.appendleft(_Batch(batch.start, batch.items, batch.encoded, isolated=True, deaths=batch.deaths + 1))
         else:
             failure = ItemFailure(batch.start, WorkerDiedError.__name__,
                                   f"the worker process died while processing item {batch.start} "
@@ -520,7 +523,7 @@ class _Run:
         # Updated on a copy, kept only once the batch is released: an error on the
         # way must not leave the fingerprint ahead of the items committed.
         fingerprint = self.fingerprint.copy()
-        fingerprint.update(batch.items[:upto])
+        fingerprint.update_encoded(batch.encoded, upto)
         if self.saver is None:
             self.results.extend(outcome.data)  # type: ignore[union-attr]
         elif outcome.rows_written:

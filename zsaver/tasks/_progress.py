@@ -63,22 +63,31 @@ class ItemFingerprint:
         return twin
 
     def update(self, items: Sequence[Any]) -> None:
-        if not len(items):
-            return
-        if self._BULK_TYPES[self.version].issuperset(map(type, items)):
+        self.update_encoded(self.encode(items), len(items))
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray | list[bytes]:
+        """What ``items`` add to the hash, taken now (a task may change its items in place).
+
+        One entry per item: a packed array for ints, else a list of tokens.
+        """
+        if len(items) and self._BULK_TYPES[self.version].issuperset(map(type, items)):
             try:
                 packed = np.empty(len(items), dtype=self._INT_ITEM)
                 packed["tag"] = ord("i")
                 packed["value"] = items
-                self._hash.update(packed.tobytes())
-                self.count += len(items)
-                return
+                return packed
             except OverflowError:
                 pass
         token = self._token if self.version == 2 else self._legacy_token
-        for item in items:
-            self._hash.update(token(item))
-        self.count += len(items)
+        return [token(item) for item in items]
+
+    def update_encoded(self, encoded: np.ndarray | list[bytes], n_items: int) -> None:
+        """Add the first ``n_items`` of what :meth:`encode` returned."""
+        if n_items <= 0:
+            return
+        head = encoded[:n_items]
+        self._hash.update(head.tobytes() if isinstance(head, np.ndarray) else b"".join(head))
+        self.count += n_items
 
     @classmethod
     def _token(cls, item: Any) -> bytes:
