@@ -1,8 +1,10 @@
+import concurrent.futures as cf
+
 import numpy as np
 import pytest
-from helpers import CountingSetup, VectorSquare
+from helpers import CountingSetup, VectorSquare, read_rows, zarr_saver
 
-from zsaver import Task, TaskManager
+from zsaver import Task, TaskError, TaskManager
 from zsaver.tasks._task import FunctionTask, as_task
 
 
@@ -59,3 +61,58 @@ def test_failing_vectorised_batch_is_retried_item_by_item_so_only_the_bad_item_f
     report = TaskManager(VectorSquare(), batch_size=4).submit_tasks(items, progress=False, on_error="skip")
     assert [f.index for f in report.failures] == [2]
     assert report.results == [1, 4, None, 16]
+
+
+class _InlineExecutor(cf.Executor):
+    """An executor of the user's that runs calls in the calling thread."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: cf.Future = cf.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_teardown_runs_when_workers_of_any_executor_ran_in_this_process(tmp_path) -> None:
+    TaskManager(CountingSetup(tmp_path), executor=_InlineExecutor()).submit_tasks(range(5), progress=False)
+    assert len(list(tmp_path.glob("setup.*"))) == len(list(tmp_path.glob("teardown.*"))) == 1
+    distributed = pytest.importorskip("distributed")
+    marks = tmp_path / "dask"
+    marks.mkdir()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        TaskManager(CountingSetup(marks), executor=client).submit_tasks(range(5), progress=False)
+        assert len(list(marks.glob("setup.*"))) == len(list(marks.glob("teardown.*"))) == 1
+
+
+class _TeardownFails(Task):
+    def teardown(self) -> None:
+        raise RuntimeError("teardown failed")
+
+    def process_item(self, item: int, **kwargs: object) -> np.ndarray:
+        if item == 5:
+            raise ValueError("bad item 5")
+        return np.full(2, float(item))
+
+
+def test_a_failing_teardown_warns_and_neither_hides_the_run_error_nor_leaves_the_saver_open(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds")
+    with pytest.warns(RuntimeWarning, match="teardown.*teardown failed"), pytest.raises(TaskError) as info:
+        TaskManager(_TeardownFails()).submit_tasks(range(8), saver, save_interval=2, progress=False)
+    assert info.value.item_index == 5
+    saver.save(np.zeros((1, 2)))  # outside the run's session: written at once
+    assert len(read_rows(saver)) == 6
+    with pytest.warns(RuntimeWarning, match="teardown failed"):
+        report = TaskManager(_TeardownFails()).submit_tasks(range(3), progress=False)
+    assert report.items_done == 3
+
+
+class _ShortBatches(Task):
+    def process_items(self, items, **kwargs):  # type: ignore[no-untyped-def]
+        return [float(i) for i in items][:-1]  # one result too few
+
+
+def test_process_items_returning_the_wrong_count_fails_its_items_with_that_message() -> None:
+    with pytest.raises(TaskError, match="process_items returned 4 results for 5 items"):
+        TaskManager(_ShortBatches(), batch_size=5).submit_tasks(range(5), progress=False)
+    report = TaskManager(_ShortBatches(), batch_size=5).submit_tasks(range(5), progress=False, on_error="skip")
+    assert {f.message for f in report.failures} == {"process_items returned 4 results for 5 items"}

@@ -112,13 +112,14 @@ def _call_items(task: Task, job: BatchJob, start: int, items: Sequence[Any]) -> 
     if job.vectorised:
         try:
             results = list(task.process_items(items, **kwargs))
-            if len(results) != len(items):
-                raise ShapeMismatchError(
-                    f"process_items returned {len(results)} results for {len(items)} items"
-                )
-            return results, {}
         except Exception:
             pass  # find the failing items one by one below
+        else:
+            if len(results) == len(items):
+                return results, {}
+            # Not one item's fault, and item by item would hide it: every item fails with it.
+            exc = ShapeMismatchError(f"process_items returned {len(results)} results for {len(items)} items")
+            return [None] * len(items), {pos: _failure(start + pos, exc) for pos in range(len(items))}
     fn = task.fn if isinstance(task, FunctionTask) else task.process_item
     results: list[Any] = []
     failed: dict[int, ItemFailure] = {}

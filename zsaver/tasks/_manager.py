@@ -11,6 +11,7 @@ import pickle
 import sys
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -361,8 +362,14 @@ class _Run:
             self._finish()
         finally:
             handle.shutdown(cancel=failed)
-            if handle.in_process:
+            # Tears the task down if workers ran it in this process (serial, threads, a
+            # dask cluster of threads, an executor of the user's); worker processes
+            # tear down at their exit. Its error must not hide the run's nor skip the rest.
+            try:
                 release_task(token)
+            except Exception as exc:
+                warnings.warn(f"the task's teardown() raised {type(exc).__name__}: {exc}", RuntimeWarning,
+                              stacklevel=2)
             if getattr(self, "writer", None) is not None:
                 self.writer.close()  # type: ignore[union-attr]
             session.close()
