@@ -213,10 +213,13 @@ class _Run:
         self._adopt_dataset_rows(saver, resuming=record is not None and record.items_done > 0)
         if record is not None:
             record.check_compatible(self.n_items, self.rows_per_item)
-            if record.items_done and saver_length(saver) == 0:
+            length = saver_length(saver)
+            covered = record.row_base + record.items_done * (record.rows_per_item or 1)
+            if record.items_done and length is not None and length < covered:
                 raise ResumeMismatchError(
-                    f"completion records say {record.items_done} items are saved, but the dataset "
-                    "is empty or gone (was it deleted?); pass resume=False to start over"
+                    f"completion records say {record.items_done} items are saved (rows up to "
+                    f"{covered}), but the dataset has {length} rows: it was deleted, replaced or "
+                    "cut; pass resume=False to start over"
                 )
             # Verify the already-done prefix before the first byte is written, in the
             # record's encoding; from now on the record uses the current one.
