@@ -243,6 +243,22 @@ def test_workers_writing_into_an_overwrite_saver_is_refused(tmp_path) -> None:
     assert not (tmp_path / "ds").exists()
 
 
+def test_workers_that_can_never_write_whole_chunks_are_refused_before_anything_is_written(tmp_path) -> None:
+    # 5 rows, 16-row chunks, 2 rows per item: no item ever starts a chunk.
+    saver = zarr_saver(tmp_path / "ds")
+    saver.save(np.zeros((5, 4), dtype=np.float32))
+    calls: list[int] = []
+
+    def pair(i: int) -> np.ndarray:
+        calls.append(i)
+        return np.stack([row_of(i), row_of(i)])
+
+    with pytest.raises(ValueError, match="never brings row 5 onto a boundary of 16-row chunks"):
+        TaskManager(pair, executor="threads", n_workers=2).submit_tasks(
+            range(20), saver, rows_per_item=2, write="workers", progress=False)
+    assert calls == [] and len(saver) == 5 and saver.read_record("tasks") is None
+
+
 def test_raise_with_worker_writes_keeps_the_rows_workers_wrote_before_the_failure(tmp_path) -> None:
     # The failing item's batch was written by its worker; the items before the
     # failure are recorded as done, so their rows must stay as written (not fill).

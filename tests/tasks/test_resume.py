@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from helpers import read_rows, row_of, zarr_saver
 
-from zsaver import ResumeMismatchError, TaskError, TaskManager
+from zsaver import ResumeMismatchError, Saver, TaskError, TaskManager
 
 N = 50
 
@@ -178,3 +178,35 @@ def test_a_task_that_changes_its_items_in_place_resumes(tmp_path, executor) -> N
     assert (report.items_skipped, report.items_done) == (10, 10)
     expected = np.stack([normalise(x) for x in items()])
     np.testing.assert_allclose(read_rows(saver), expected)
+
+
+class _RecordsWithoutLength(Saver):
+    """Keeps rows and records in memory; does not report its length."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.records: dict[str, dict] = {}
+
+    def save(self, data, indices=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.rows.extend(np.asarray(data))
+
+    @property
+    def supports_records(self) -> bool:
+        return True
+
+    def read_record(self, name: str):  # type: ignore[no-untyped-def]
+        return self.records.get(name)
+
+    def write_record(self, name: str, doc) -> None:  # type: ignore[no-untyped-def]
+        self.records[name] = doc
+
+
+def test_resuming_an_append_into_a_saver_that_hides_its_length_is_refused() -> None:
+    # Rows flushed after the last record cannot be told apart: a rerun appended them twice.
+    saver = _RecordsWithoutLength()
+    with pytest.raises(TaskError):
+        TaskManager(lambda i: row_of(i) if i < 6 else 1 / 0).submit_tasks(
+            range(10), saver, save_interval=2, progress=False)
+    with pytest.raises(ResumeMismatchError, match="does not report its length"):
+        TaskManager(row_of).submit_tasks(range(10), saver, progress=False)
+    TaskManager(row_of).submit_tasks(range(10), _RecordsWithoutLength(), resume=False, progress=False)

@@ -215,6 +215,13 @@ class _Run:
             record.check_compatible(self.n_items, self.rows_per_item)
             length = saver_length(saver)
             covered = record.row_base + record.items_done * (record.rows_per_item or 1)
+            if record.items_done and length is None and self.approach != "update" and self.write_mode == "driver":
+                raise ResumeMismatchError(
+                    f"completion records say {record.items_done} items are saved, but "
+                    f"{type(saver).__name__} does not report its length, so rows saved after the "
+                    "last record cannot be told from missing ones (a rerun would append them "
+                    "twice); implement __len__ to resume, or pass resume=False"
+                )
             if record.items_done and length is not None and length < covered:
                 raise ResumeMismatchError(
                     f"completion records say {record.items_done} items are saved (rows up to "
@@ -238,6 +245,7 @@ class _Run:
             record.check_prefix(recorded)
             record.prefix_fingerprint = self.fingerprint.hexdigest()
             record.fingerprint_version = self.fingerprint.version
+            self._check_worker_alignment(saver, record.row_base + record.items_done * self.k)
             if self.n_items is None:
                 self.n_items = record.n_items  # a finished generator run knows its count
             if record.row_shape is not None and self.row_shape is None:
@@ -248,18 +256,32 @@ class _Run:
                 base = saver_length(saver) or 0
             else:
                 base = 0  # update writes at the item's index; overwrite starts a new dataset
+            self._check_worker_alignment(saver, base)
             self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
                                            fingerprint_version=ItemFingerprint.VERSION)
             # Durable before any row is written, so a crash cannot shift row_base.
             saver.write_record(self.record_name, self.record.model_dump(mode="json"))
         else:
             base = saver_length(saver) or 0 if self.approach == "append" else 0
+            self._check_worker_alignment(saver, base)
             self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
                                            fingerprint_version=ItemFingerprint.VERSION)
         if self.row_shape is not None:
             self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
         self.committed = self.record.items_done
         return self.record.items_done
+
+    def _check_worker_alignment(self, saver: Saver, next_row: int) -> None:
+        """With ``write="workers"``, refuse before anything is written what workers cannot do."""
+        if self.write_mode != "workers":
+            return
+        if type(saver).row_chunk is Saver.row_chunk:
+            raise ValueError(
+                f"write='workers' needs a saver that reports row_chunk; {type(saver).__name__} does not"
+            )
+        row_chunk = saver.row_chunk  # None while the dataset does not exist: then it starts at row 0
+        if row_chunk:
+            _items_to_boundary(next_row, self.k, int(row_chunk))
 
     def _adopt_dataset_rows(self, saver: Saver, resuming: bool) -> None:
         """Rows already in the dataset fix the row shape and dtype, not the run's first result."""
