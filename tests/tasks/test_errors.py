@@ -13,6 +13,7 @@ from helpers import (
 )
 
 from zsaver import TaskError, TaskManager
+from zsaver.tasks import read_failures
 
 
 def _expected(n: int, failed: set[int]) -> np.ndarray:
@@ -50,8 +51,7 @@ def test_skip_fills_failed_rows_and_records_failures_in_report_and_store(tmp_pat
     assert {f.index for f in report.failures} == failed
     assert all(f.exc_type == "ValueError" and "unlucky" in f.message and f.traceback for f in report.failures)
     np.testing.assert_array_equal(read_rows(saver), _expected(30, failed))
-    record = saver.read_record("tasks")
-    assert {f["index"] for f in record["failures"]} == failed and record["complete"]
+    assert {f["index"] for f in read_failures(saver)} == failed and saver.read_record("tasks")["complete"]
     assert report.items_done == 30 and report.rows_saved == 30
 
 
@@ -289,7 +289,7 @@ def test_a_run_where_every_item_fails_saves_nothing_and_a_rerun_tries_them_again
         report = TaskManager(_always_fails).submit_tasks(range(5), saver, on_error="skip", progress=False)
         assert [f.index for f in report.failures] == [0, 1, 2, 3, 4] and report.rows_saved == 0
         record = saver.read_record("tasks")
-        assert (record["items_done"], record["complete"], record["failures"]) == (0, False, [])
+        assert (record["items_done"], record["complete"], read_failures(saver)) == (0, False, [])
     report = TaskManager(row_of).submit_tasks(range(5), saver, progress=False)  # now they work
     assert report.items_skipped == 0 and np.array_equal(read_rows(saver), _expected(5, set()))
 
@@ -300,7 +300,7 @@ def test_skipped_failures_are_recorded_once_across_a_resume(tmp_path) -> None:
                                                       progress=False)
     again = TaskManager(fails_on_multiples_of_7).submit_tasks(range(20), saver, on_error="skip", progress=False)
     assert again.items_skipped == 20
-    assert [f["index"] for f in saver.read_record("tasks")["failures"]] == [3, 10, 17]
+    assert [f["index"] for f in read_failures(saver)] == [3, 10, 17]
 
 
 def test_a_closed_saver_is_refused_before_a_completion_record_is_written(tmp_path) -> None:
@@ -367,3 +367,21 @@ def test_text_results_are_fine_when_every_result_is_text(tmp_path) -> None:
     saver = zarr_saver(tmp_path / "ds", row_chunk=4)
     TaskManager(lambda i: f"item {i}").submit_tasks(range(6), saver, progress=False)
     assert read_rows(saver).tolist() == [f"item {i}" for i in range(6)]
+
+
+def test_each_checkpoint_writes_only_its_own_failures(tmp_path) -> None:
+    # The whole failure list was rewritten at every checkpoint: quadratic in the failures.
+    saver = zarr_saver(tmp_path / "ds")
+    written: list[int] = []
+    write_record = saver.write_record
+
+    def counting(name: str, doc: dict) -> None:
+        if ".failures." in name:
+            written.append(len(doc["failures"]))
+        write_record(name, doc)
+
+    saver.write_record = counting  # type: ignore[method-assign]
+    TaskManager(fails_on_multiples_of_7, batch_size=7).submit_tasks(
+        range(70), saver, save_interval=7, on_error="skip", progress=False)
+    assert written == [1] * 10  # one new failure per checkpoint, each written once
+    assert [f["index"] for f in read_failures(saver)] == list(range(3, 70, 7))

@@ -1,7 +1,7 @@
 """Batch runners that compute results and checkpoint them, in item order, through any Saver."""
 
 from zsaver.tasks._manager import TaskManager, WorkerDiedError
-from zsaver.tasks._progress import CompletionRecord, ItemFingerprint
+from zsaver.tasks._progress import CompletionRecord, ItemFingerprint, read_failures
 from zsaver.tasks._report import ItemFailure, TaskReport
 from zsaver.tasks._task import FunctionTask, Task
 
@@ -14,4 +14,5 @@ __all__ = [
     "TaskManager",
     "TaskReport",
     "WorkerDiedError",
+    "read_failures",
 ]

@@ -34,7 +34,7 @@ from zsaver.tasks._batch import (
 )
 from zsaver.tasks._executors import ExecutorHandle, validate_executor
 from zsaver.tasks._ordering import ReorderBuffer
-from zsaver.tasks._progress import CompletionRecord, ItemFingerprint
+from zsaver.tasks._progress import CompletionRecord, ItemFingerprint, failures_doc_name
 from zsaver.tasks._report import ItemFailure, TaskReport
 from zsaver.tasks._task import Task, as_task, is_vectorised
 from zsaver.tasks._writer import RowWriter, concat_rows, positions_of, saver_length
@@ -587,8 +587,13 @@ class _Run:
             self._write_pending()
         self.writer.flush()  # type: ignore[union-attr]
         self.record.items_done = self.committed
-        self.record.failures.extend(self.pending_failures)
-        self.pending_failures.clear()
+        if self.pending_failures and self.records:
+            # Written once, before the record that counts it: a checkpoint costs the same
+            # however many failures came before it.
+            name = failures_doc_name(self.record_name, self.record.failure_docs)
+            self.saver.write_record(name, {"failures": self.pending_failures})
+            self.record.failure_docs += 1
+        self.pending_failures = []
         self.record.prefix_fingerprint = self.fingerprint.hexdigest()
         if self.records:
             self.saver.write_record(self.record_name, self.record.model_dump(mode="json"))

@@ -163,8 +163,13 @@ class CompletionRecord(BaseModel):
     rows_per_item: int | None = None
     row_shape: list[int] | None = None
     dtype: str | None = None
-    #: Skipped items and why (their rows hold the fill value).
+    #: Skipped items and why, in records of earlier releases; now kept in
+    #: ``failure_docs`` documents of their own (see :func:`read_failures`).
     failures: list[dict[str, Any]] = Field(default_factory=list)
+    #: Documents ``<record name>.failures.<i>`` written, one per checkpoint with new
+    #: failures: each is written once, so the cost of a checkpoint does not grow with
+    #: the failures before it.
+    failure_docs: int = 0
     complete: bool = False
 
     @property
@@ -209,4 +214,35 @@ class CompletionRecord(BaseModel):
             )
 
 
-__all__ = ["RECORD_VERSION", "CompletionRecord", "ItemFingerprint"]
+
+
+def failures_doc_name(record_name: str, i: int) -> str:
+    return f"{record_name}.failures.{i}"
+
+
+def read_failures(saver: Any, record_name: str = "tasks") -> list[dict[str, Any]]:
+    """The skipped items a run recorded next to ``saver``'s dataset, in item order.
+
+    Each is a dict with ``index``, ``exc_type``, ``message`` and ``traceback``.
+
+    Example:
+        >>> import zarr, zsaver
+        >>> saver = zsaver.ZarrSaver(zarr.storage.MemoryStore(), "x")
+        >>> def f(i):
+        ...     return 1 / (i - 2)
+        >>> _ = zsaver.TaskManager(f).submit_tasks(range(4), saver, on_error="skip", progress=False)
+        >>> [(f["index"], f["exc_type"]) for f in read_failures(saver)]
+        [(2, 'ZeroDivisionError')]
+    """
+    doc = saver.read_record(record_name)
+    if doc is None:
+        return []
+    record = CompletionRecord.model_validate(doc)
+    failures = list(record.failures)
+    for i in range(record.failure_docs):
+        part = saver.read_record(failures_doc_name(record_name, i))
+        failures.extend((part or {}).get("failures", []))
+    return sorted(failures, key=lambda f: f["index"])
+
+
+__all__ = ["RECORD_VERSION", "CompletionRecord", "ItemFingerprint", "failures_doc_name", "read_failures"]
