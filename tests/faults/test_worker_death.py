@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 from helpers import dies_on_13, read_rows, row_of, segfaults_on_5, zarr_saver
 
 from zsaver import TaskError, TaskManager
+from zsaver.tasks import read_failures
 
 
 def test_item_that_kills_its_worker_fails_alone_and_the_run_goes_on(tmp_path) -> None:
@@ -22,7 +23,7 @@ def test_item_that_kills_its_worker_fails_alone_and_the_run_goes_on(tmp_path) ->
     expected = np.stack([row_of(i) for i in range(40)])
     expected[13] = np.nan
     np.testing.assert_array_equal(read_rows(saver), expected)
-    assert [f["index"] for f in saver.read_record("tasks")["failures"]] == [13]
+    assert [f["index"] for f in read_failures(saver)] == [13]
 
 
 def test_segfaulting_item_fails_alone_in_a_user_supplied_pool(tmp_path) -> None:

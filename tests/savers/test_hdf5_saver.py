@@ -83,10 +83,10 @@ def test_resuming_from_records_of_a_deleted_file_is_refused(tmp_path) -> None:
     path = tmp_path / "r.h5"
     TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
     path.unlink()  # the records next to it say 10 items are saved
-    with pytest.raises(ResumeMismatchError, match="up to 10.*the dataset has 0 rows"):
+    with pytest.raises(ResumeMismatchError, match=r"up to 10.*the dataset has 0 rows"):
         TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
     HDF5Saver(path, "x").save(np.zeros((4, 2)))  # another file in its place, shorter
-    with pytest.raises(ResumeMismatchError, match="up to 10.*the dataset has 4 rows"):
+    with pytest.raises(ResumeMismatchError, match=r"up to 10.*the dataset has 4 rows"):
         TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), progress=False)
     path.unlink()
     report = TaskManager(row).submit_tasks(range(10), HDF5Saver(path, "x"), resume=False, progress=False)
