@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -115,3 +116,29 @@ def test_convert_to_plain_makes_chunk_files_durable_before_deleting_a_shard(
         os.path.join(root, "g", "x", "c"), os.path.join(root, "g", "x")}
     assert needed <= synced_before, needed - synced_before
     np.testing.assert_array_equal(zarr.open_array(zarr.storage.LocalStore(tmp_path), path="g/x")[:], data)
+
+
+def test_convert_with_a_dask_client_consolidates_on_the_workers(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    data = _filled(zarr.storage.LocalStore(tmp_path))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        convert(tmp_path, "h5", chunks_per_shard=4, client=client)
+    assert not (tmp_path / ".zsaver-convert.json").exists()
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == sorted(
+        ["zarr.json"] + [f"shard-{i}.0.h5" for i in range(5)])
+    np.testing.assert_array_equal(zarr.open_array(open_store(tmp_path), path="x")[:], data)
+
+
+def test_a_pickled_store_still_refuses_a_directory_in_mid_conversion(tmp_path: Path) -> None:
+    from zsaver.stores._convert import _open
+
+    _filled(zarr.storage.LocalStore(tmp_path))
+    (tmp_path / ".zsaver-convert.json").write_text(json.dumps(
+        {"from": "plain", "to": "h5", "chunks_per_shard": [64]}))
+    converting = _open(tmp_path, "h5", [64])  # the store convert() itself works through
+    converting._ensure_open_sync()
+    for store in (H5ShardStore(tmp_path), converting):
+        with pytest.raises(StoreConfigError, match="middle of a conversion"):
+            pickle.loads(pickle.dumps(store))._ensure_open_sync()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -417,3 +422,178 @@ def test_a_write_retries_when_consolidation_removes_its_directory(
     monkeypatch.setattr(os, "makedirs", racing_makedirs)
     store.set_sync("x/c/3/0", PROTO.buffer.from_bytes(b"ok"))
     assert len(calls) >= 2 and store.get_sync("x/c/3/0").to_bytes() == b"ok"
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_read_only_views_and_unpickled_copies_leave_no_shard_descriptors_open(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=1)
+    data = np.arange(40, dtype="i4").reshape(20, 2)
+    zarr.create_array(store, name="x", shape=(20, 2), chunks=(1, 2), dtype="i4")[:] = data
+    store.consolidate()  # 20 shard files
+    np.testing.assert_array_equal(zarr.open_array(store, path="x")[:], data)  # handles are open
+    before = _open_descriptors()
+    for _ in range(10):  # zarr's mode="r" reads through store.with_read_only(True)
+        np.testing.assert_array_equal(zarr.open_array(store, path="x", mode="r")[:], data)
+    assert _open_descriptors() <= before + 2  # the view reads through the store's handles
+    for _ in range(10):
+        clone = pickle.loads(pickle.dumps(store))
+        np.testing.assert_array_equal(zarr.open_array(clone, path="x", mode="r")[:], data)
+        del clone
+        gc.collect()
+    assert _open_descriptors() <= before + 2  # a dropped copy closes its handles
+
+
+@pytest.mark.parametrize("write_direct", [False, True])
+def test_set_refuses_a_key_naming_a_shard_file_and_writes_nothing(
+    store_cls: type, tmp_path: Path, write_direct: bool
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=64, write_direct=write_direct)
+    zarr.create_array(store, name="x", shape=(10, 2), chunks=(1, 2), dtype="i4")[:] = 5
+    store.consolidate()
+    shard = tmp_path / "x" / f"shard-0.0{store._container.suffix}"
+    before = shard.read_bytes()
+    key = f"x/shard-0.0{store._container.suffix}"
+    for write in (store.set_sync, store.set_if_not_exists_sync):
+        with pytest.raises(ValueError, match=re.escape(repr(key))):
+            write(key, PROTO.buffer.from_bytes(b"oops"))
+    store.close()
+    assert shard.read_bytes() == before
+    assert (zarr.open_array(store_cls(tmp_path), path="x", mode="r")[:] == 5).all()
+
+
+def test_a_forked_child_never_flushes_the_parents_write_direct_buffer(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=64, write_direct=True)
+    arr = zarr.create_array(store, name="x", shape=(10,), chunks=(1,), dtype="i4", fill_value=0)
+    arr[0] = 1  # buffered, not flushed
+    holding, forked = threading.Event(), threading.Event()
+
+    def hold_buffer_lock() -> None:  # another thread holds the buffer's lock during the fork
+        with store._buffer_lock:
+            holding.set()
+            forked.wait()
+
+    holder = threading.Thread(target=hold_buffer_lock)
+    holder.start()
+    holding.wait()
+    go_read, go_write = os.pipe()  # the parent says when it has flushed its newer value
+    pid = os.fork()
+    if pid == 0:  # child: its own chunk only, and never the parent's stale x[0] = 1
+        code = 1
+        try:
+            os.read(go_read, 1)
+            child = zarr.open_array(store, path="x", mode="r+")
+            seen = int(child[0])  # from the shard: the buffered 1 is not the child's
+            child[9] = 99
+            store.flush()
+            code = 0 if seen == 2 else 2
+        finally:
+            os._exit(code)
+    forked.set()
+    holder.join()
+    arr[0] = 2  # newer than what the child inherited
+    store.flush()
+    os.write(go_write, b"go")
+    deadline = time.monotonic() + 30
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited[0] == 0:  # a lock inherited in its held state would hang the child
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert zarr.open_array(store_cls(tmp_path), path="x")[:].tolist() == [2] + [0] * 8 + [99]
+
+
+def _tombstones(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*.zsaver-deleted")]
+
+
+def test_write_direct_flush_applies_deletions_and_keeps_the_file_count_flat(
+    store_cls: type, tmp_path: Path
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=(64,), write_direct=True)
+    arr = zarr.create_array(store, name="x", shape=(1000, 4), chunks=(10, 4), dtype="f4",
+                            fill_value=0)
+    arr[:] = 1.0
+    store.flush()
+    files = _files(tmp_path)
+    arr[:500] = 0.0  # zarr deletes the 50 chunks equal to the fill value
+    assert not store.exists_sync("x/c/0/0") and store.exists_sync("x/c/50/0")
+    store.flush()
+    assert _files(tmp_path) == files and _tombstones(tmp_path) == []
+    expected = np.ones((1000, 4), dtype="f4")
+    expected[:500] = 0.0
+    fresh = store_cls(tmp_path)
+    np.testing.assert_array_equal(zarr.open_array(fresh, path="x")[:], expected)
+    assert fresh.list_keys("x/c/") == [f"x/c/{i}/0" for i in range(50, 100)]
+    arr[:10] = 2.0  # deleted then set again: the set wins
+    store.delete_sync("x/c/60/0")
+    store.close()
+    expected[:10], expected[600:610] = 2.0, 0.0
+    np.testing.assert_array_equal(zarr.open_array(store_cls(tmp_path), path="x")[:], expected)
+    assert _files(tmp_path) == files and _tombstones(tmp_path) == []
+
+
+_DELETE_FLUSH_LOOP = """
+import sys, numpy as np, zarr
+from zsaver.stores import H5ShardStore, ZipShardStore
+cls = {"h5": H5ShardStore, "zip": ZipShardStore}[sys.argv[1]]
+store = cls(sys.argv[2], write_direct=True)
+arr = zarr.open_array(store, path="x", mode="r+")
+print("ready", flush=True)
+for step in range(1, 10_000):
+    if step % 2:  # every chunk gets the value ``step``
+        arr[:] = step
+    else:  # a third of the chunks are deleted (zarr deletes chunks equal to the fill value)
+        for chunk in range(step % 3, 12, 3):
+            arr[chunk] = 0
+    store.flush()
+    print(f"flushed {step}", flush=True)
+"""
+
+
+def _after_step(step: int) -> list[int]:
+    """Chunk values once steps 1..``step`` of the loop above are done."""
+    if step == 0:
+        return list(range(1, 13))
+    values = [step if step % 2 else step - 1] * 12
+    if not step % 2:
+        values[step % 3 :: 3] = [0] * 4
+    return values
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
+def test_write_direct_deletes_flushed_before_a_sigkill_stay_deleted(
+    store_cls: type, tmp_path: Path, delay: float
+) -> None:
+    store = store_cls(tmp_path, chunks_per_shard=4)
+    zarr.create_array(store, name="x", shape=(12,), chunks=(1,), dtype="i4",
+                      fill_value=0)[:] = np.arange(1, 13)
+    store.consolidate()
+    kind = "h5" if store_cls is H5ShardStore else "zip"
+    proc = subprocess.Popen([sys.executable, "-c", _DELETE_FLUSH_LOOP, kind, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.kill()
+    flushed = [int(n) for n in proc.stdout.read().split()[1::2]]  # "flushed <step>" lines
+    proc.wait()
+    last = flushed[-1] if flushed else 0
+    got = zarr.open_array(store_cls(tmp_path), path="x")[:].tolist()
+    before, after = _after_step(last), _after_step(last + 1)
+    # A flushed step holds in full; the step cut short may be partly done, chunk by chunk.
+    assert all(g in (b, a) for g, b, a in zip(got, before, after, strict=True)), (last, got)
+    # Tombstones left can only be those of a deleting step cut short.
+    cut_short = set(range((last + 1) % 3, 12, 3)) if (last + 1) % 2 == 0 else set()
+    assert {int(Path(t).name.split(".")[0]) for t in _tombstones(tmp_path)} <= cut_short
+    store_cls(tmp_path).consolidate()  # tombstones of the step cut short are absorbed
+    assert zarr.open_array(store_cls(tmp_path), path="x")[:].tolist() == got
+    assert _tombstones(tmp_path) == []

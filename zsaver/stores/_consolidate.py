@@ -129,8 +129,12 @@ def _remove_empty_dirs(dirs: set[str], stop: str) -> None:
             failed.add(path)
 
 
-def _consolidate_job(store: ShardedStoreBase, job: tuple[str, str, list[str]]) -> bool:
+def _consolidate_job(
+    store: ShardedStoreBase, job: tuple[str, str, list[str]], allow_journal: bool = False
+) -> bool:
     prefix, shard_rel, keys = job
+    if allow_journal:  # a worker's copy of convert()'s store: the journal is that run's own
+        store._allow_journal = True
     store._ensure_open_sync()  # a copy unpickled on a dask worker opens lazily
     return store._rewrite_shard(prefix, shard_rel, keys)
 
@@ -147,7 +151,10 @@ def run_consolidation(
         if client is not None:
             from distributed import as_completed as dask_as_completed
 
-            futures = client.map(_consolidate_job, [store] * len(jobs), jobs, pure=False)
+            # Pickling drops _allow_journal (a store sent anywhere else must still
+            # refuse a half-converted directory), so the job carries it.
+            futures = client.map(_consolidate_job, [store] * len(jobs), jobs,
+                                 allow_journal=store._allow_journal, pure=False)
             for future in dask_as_completed(futures):
                 rewritten += bool(future.result())
                 bar.update(1)

@@ -63,6 +63,7 @@ class ShardListingMixin:
     _root: str
     _buffer: dict[str, Any]
     _buffer_bytes: int
+    _pending_deletes: dict[str, Any]
 
     def list_keys(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix``, chunks inside shards included, sorted."""
@@ -185,6 +186,8 @@ class ShardListingMixin:
         with self._buffer_lock:
             for key in [k for k in self._buffer if k.startswith(prefix)]:
                 self._buffer_bytes -= len(self._buffer.pop(key)[1])
+            for key in [k for k in self._pending_deletes if k.startswith(prefix)]:
+                del self._pending_deletes[key]  # their tombstones go with the directory
         target = self._path(prefix.rstrip("/"))
         # A consolidation in another process that has read a shard under ``target``
         # would otherwise write it back after the delete (into a new array there).

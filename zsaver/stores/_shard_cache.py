@@ -6,12 +6,16 @@ The cached descriptor keeps the old inode allocated, so its replacement cannot
 get the same inode number: the check holds even where timestamps are coarse.
 Handles are reference-counted: an evicted handle is closed only when the last
 reader using it is done, so a concurrent ``pread`` never hits a closed descriptor.
+The descriptors are raw ``os.open`` ones, which the garbage collector does not
+close: a cache dropped without :meth:`ShardHandleCache.close_all` closes them
+through a finaliser.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Protocol
 
@@ -74,21 +78,20 @@ class ShardHandleCache:
     def __init__(self, container: ShardContainer, max_open: int = 128) -> None:
         self.container = container
         self.max_open = max(1, int(max_open))
-        self._reset()
-
-    def _reset(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._handles: OrderedDict[str, ShardHandle] = OrderedDict()
+        # Holds the dict, not the cache: a store copy dropped unclosed (zarr's
+        # read-only views, unpickled copies) must not leak a descriptor per shard.
+        weakref.finalize(self, _close_handles, self._handles).atexit = False
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
             # The child inherited copies of the descriptors; drop them and the lock
             # (which another parent thread may have held at fork time).
-            old = list(self._handles.values())
-            self._reset()
-            for handle in old:
-                _close_quietly(handle.fd)
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            _close_handles(self._handles)
 
     def acquire(self, path: str) -> ShardHandle | None:
         """A handle on the current version of ``path`` (None if there is no such file).
@@ -164,6 +167,13 @@ class ShardHandleCache:
 
     def __len__(self) -> int:
         return len(self._handles)
+
+
+def _close_handles(handles: OrderedDict[str, ShardHandle]) -> None:
+    """Close the descriptors of ``handles`` and empty it (in place: a finaliser holds it)."""
+    for handle in handles.values():
+        _close_quietly(handle.fd)
+    handles.clear()
 
 
 def _close_quietly(fd: int) -> None:

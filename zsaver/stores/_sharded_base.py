@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 import uuid
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,28 @@ def _write_temp(path: str, data: Any, durable: bool = False) -> str:
     return tmp
 
 
+# Every live store, for the fork hook below (keyed by id: stores are unhashable).
+_LIVE_STORES: weakref.WeakValueDictionary[int, ShardedStoreBase] = weakref.WeakValueDictionary()
+
+
+def _drop_write_buffers_after_fork() -> None:
+    """In a forked child, empty every store's ``write_direct`` buffer and renew its lock.
+
+    The buffer is per process: the parent flushes its chunks itself, and a child
+    flushing its inherited copy would write them, stale by then, over newer ones.
+    The lock may be held by a parent thread, which does not exist in the child.
+    """
+    locks: dict[int, Any] = {}
+    for store in list(_LIVE_STORES.values()):
+        store._buffer.clear()  # in place: zarr's read-only views share the dict
+        store._buffer_bytes = 0
+        store._pending_deletes.clear()
+        store._buffer_lock = locks.setdefault(id(store._buffer_lock), threading.RLock())
+
+
+os.register_at_fork(after_in_child=_drop_write_buffers_after_fork)
+
+
 class ShardedStoreBase(ShardListingMixin, Store):
     """A zarr store whose chunks end up grouped in shard files of one container format.
 
@@ -150,7 +173,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
         read_only: refuse every write.
         write_direct: buffer chunks in memory and write them into their shards
             by copy-on-write at :meth:`flush` / :meth:`close` / :meth:`consolidate`
-            (or when ``max_buffer_bytes`` is exceeded), instead of loose files.
+            (or when ``max_buffer_bytes`` is exceeded), instead of loose files;
+            a flush also folds this process's deletions into their shards. The
+            buffer is per process: a forked child starts with an empty one.
         max_open_shards: how many idle shard handles the LRU keeps open.
         max_buffer_bytes: ``write_direct`` buffer size that triggers a flush.
 
@@ -222,9 +247,13 @@ class ShardedStoreBase(ShardListingMixin, Store):
         self._buffer: dict[str, tuple[ChunkRef, bytes]] = {}
         self._buffer_bytes = 0
         self._buffer_lock = threading.RLock()
+        # write_direct deletions of chunks inside shards: tombstoned now (so they
+        # hold across a SIGKILL), folded into their shards at the next flush.
+        self._pending_deletes: dict[str, ChunkRef] = {}
         self._open_lock = threading.Lock()
         self._layout: ShardLayout | None = None
         self._allow_journal = False  # convert() opens stores mid-conversion
+        _LIVE_STORES[id(self)] = self
 
     def __getstate__(self) -> dict[str, Any]:
         # Small and handle-free: a worker reopens lazily. Unflushed write_direct
@@ -236,9 +265,16 @@ class ShardedStoreBase(ShardListingMixin, Store):
         self.__init__(state.pop("root"), **state)  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> Self:
+        """A copy of the store with another ``read_only``, reading through this one's shard handles.
+
+        zarr makes one per ``open_array(store, mode="r")``: sharing the bounded
+        handle cache keeps that from opening every shard again.
+        """
         copy = type(self)(self.root, read_only=read_only, **self._options())
+        copy._cache = self._cache
         if self.write_direct:  # the copy (zarr's mode="r") sees chunks not flushed yet
             copy._buffer, copy._buffer_lock = self._buffer, self._buffer_lock
+            copy._pending_deletes = self._pending_deletes
         return copy
 
     def to_config(self) -> dict[str, Any]:
@@ -428,12 +464,14 @@ class ShardedStoreBase(ShardListingMixin, Store):
         removing the loose files it has absorbed (so it never removes a newer one)."""
         return self._lock("swap", prefix, shard_rel)
 
-    @staticmethod
-    def _check_key(key: str) -> None:
+    def _check_key(self, key: str) -> None:
+        """Refuse a key that is not a str or that names one of the store's own files."""
         if not isinstance(key, str):
             raise TypeError(f"keys must be str, got {type(key).__name__}")
         if _is_reserved_name(key):
             raise ValueError(f"key {key!r} is reserved for the store's own files")
+        if self._is_store_file(key):  # a shard: writing it would replace all its chunks
+            raise ValueError(f"key {key!r} names one of the store's own files, not a zarr key")
 
     # ---------------------------------------------------------------- sync API
     def get_sync(
@@ -547,11 +585,10 @@ class ShardedStoreBase(ShardListingMixin, Store):
             self._arrays.pop(key.rpartition("/")[0], None)
 
     def delete_sync(self, key: str) -> None:
-        """Remove ``key`` (a chunk in a shard gets a tombstone until consolidation)."""
+        """Remove ``key``; a chunk in a shard is tombstoned until consolidation (or flush)."""
         self._ensure_open_sync()
         self._check_writable()
-        if self._is_store_file(key):
-            raise ValueError(f"key {key!r} names one of the store's own files, not a zarr key")
+        self._check_key(key)
         path = self._path(key)
         if os.path.isdir(path):
             self._delete_prefix(key.rstrip("/") + "/")
@@ -578,6 +615,8 @@ class ShardedStoreBase(ShardListingMixin, Store):
             if in_shard:  # tombstone first: a crash between the two leaves the loose file winning
                 tomb = path + TOMBSTONE_SUFFIX
                 os.replace(_write_temp(tomb, b""), tomb)
+                if self.write_direct:  # no tombstone outlives the next flush
+                    self._pending_deletes[key] = ref
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -639,20 +678,26 @@ class ShardedStoreBase(ShardListingMixin, Store):
         return self._buffer_bytes > self.max_buffer_bytes
 
     def flush(self) -> None:
-        """Write buffered ``write_direct`` chunks into their shards (copy-on-write).
+        """Write buffered ``write_direct`` chunks and deletions into their shards (copy-on-write).
 
-        Everything set before a flush returns survives a SIGKILL; a no-op without
-        ``write_direct``.
+        Everything set or deleted before a flush returns survives a SIGKILL, and
+        the deletions' tombstones are gone; a no-op without ``write_direct``.
         """
         # Held throughout: a set or delete of this process landing between the
         # snapshot and the shard rewrite would be undone by it.
         with self._buffer_lock:
-            by_shard: dict[tuple[str, str], dict[str, bytes]] = {}
+            by_shard: dict[tuple[str, str], tuple[list[str], dict[str, bytes]]] = {}
+            for key, ref in self._pending_deletes.items():
+                by_shard.setdefault((ref.prefix, ref.shard_rel), ([], {}))[0].append(key)
             for key, (ref, data) in self._buffer.items():
-                by_shard.setdefault((ref.prefix, ref.shard_rel), {})[key] = data
-            for (prefix, shard_rel), extra in by_shard.items():
-                self._rewrite_shard(prefix, shard_rel, [], extra)
-                for key, data in extra.items():  # unchanged meanwhile: the lock is held
+                by_shard.setdefault((ref.prefix, ref.shard_rel), ([], {}))[1][key] = data
+            for (prefix, shard_rel), (deleted, extra) in by_shard.items():
+                # The rewrite leaves a member out only while its tombstone is still
+                # there, so a chunk written again by anyone since then is kept.
+                self._rewrite_shard(prefix, shard_rel, deleted, extra)
+                for key in deleted:  # unchanged meanwhile: the lock is held
+                    del self._pending_deletes[key]
+                for key, data in extra.items():
                     del self._buffer[key]
                     self._buffer_bytes -= len(data)
 
