@@ -231,27 +231,28 @@ def settle_shapes(
     for pos, arr in zip(positions, arrays, strict=True):
         exc_type = "ShapeMismatchError"
         if arr is None:  # a stacked batch that does not fit: all of it fails alike
-            shape, message = out.row_shape, (
+            shape, message = None, (
                 f"result rows of shape {out.row_shape} holding {value_class(out.data.dtype)}; "
                 f"the dataset's rows have shape {row_shape} and hold {values}"
             )
-            exc_type = "ShapeMismatchError" if shape != row_shape else "DTypeMismatchError"
-            shape = None
+            if out.row_shape == row_shape:
+                exc_type = "DTypeMismatchError"
         elif k is not None and (arr.ndim == 0 or arr.shape[0] != k):
             shape, message = None, f"rows_per_item={k} but the result has shape {arr.shape}"
-        elif value_class(arr.dtype) == "objects" or (values is not None and value_class(arr.dtype) != values):
+        elif (held := value_class(arr.dtype)) == "objects" or (values is not None and held != values):
+            # ``values`` is never "objects": such a result never sets it.
             shape, exc_type = None, "DTypeMismatchError"
             message = (
-                f"the result holds {value_class(arr.dtype)} (dtype {arr.dtype})"
-                + (f", the rows before it hold {values}" if values and values != "objects" else "")
-                + ("; expected numbers, text or times" if value_class(arr.dtype) == "objects" else "")
+                f"the result holds {held} (dtype {arr.dtype})"
+                + (f", the rows before it hold {values}" if values else "")
+                + ("; expected numbers, text or times" if held == "objects" else "")
             )
         else:
             shape = arr.shape if k is None else arr.shape[1:]
             if row_shape is None:
                 row_shape = shape
             if values is None:
-                values = value_class(arr.dtype)
+                values = held
             message = f"result rows of shape {shape}, expected {row_shape} like the rows before"
         if arr is not None and shape is not None and shape == row_shape:
             kept.append(arr)

@@ -214,7 +214,6 @@ class _Run:
         if record is not None:
             record.check_compatible(self.n_items, self.rows_per_item)
             length = saver_length(saver)
-            covered = record.row_base + record.items_done * (record.rows_per_item or 1)
             if record.items_done and length is None and self.approach != "update" and self.write_mode == "driver":
                 raise ResumeMismatchError(
                     f"completion records say {record.items_done} items are saved, but "
@@ -222,10 +221,10 @@ class _Run:
                     "last record cannot be told from missing ones (a rerun would append them "
                     "twice); implement __len__ to resume, or pass resume=False"
                 )
-            if record.items_done and length is not None and length < covered:
+            if record.items_done and length is not None and length < record.rows_done:
                 raise ResumeMismatchError(
                     f"completion records say {record.items_done} items are saved (rows up to "
-                    f"{covered}), but the dataset has {length} rows: it was deleted, replaced or "
+                    f"{record.rows_done}), but the dataset has {length} rows: it was deleted, replaced or "
                     "cut; pass resume=False to start over"
                 )
             # Verify the already-done prefix before the first byte is written, in the
@@ -245,27 +244,21 @@ class _Run:
             record.check_prefix(recorded)
             record.prefix_fingerprint = self.fingerprint.hexdigest()
             record.fingerprint_version = self.fingerprint.version
-            self._check_worker_alignment(saver, record.row_base + record.items_done * self.k)
+            self._check_worker_alignment(saver, record.rows_done)
             if self.n_items is None:
                 self.n_items = record.n_items  # a finished generator run knows its count
             if record.row_shape is not None and self.row_shape is None:
                 self.row_shape, self.dtype = tuple(record.row_shape), np.dtype(record.dtype)
             self.record = record
-        elif self.records:
-            if self.approach == "append":
-                base = saver_length(saver) or 0
-            else:
-                base = 0  # update writes at the item's index; overwrite starts a new dataset
-            self._check_worker_alignment(saver, base)
-            self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
-                                           fingerprint_version=ItemFingerprint.VERSION)
-            # Durable before any row is written, so a crash cannot shift row_base.
-            saver.write_record(self.record_name, self.record.model_dump(mode="json"))
         else:
-            base = saver_length(saver) or 0 if self.approach == "append" else 0
+            # Update writes at the item's index; overwrite starts a new dataset.
+            base = (saver_length(saver) or 0) if self.approach == "append" else 0
             self._check_worker_alignment(saver, base)
             self.record = CompletionRecord(n_items=self.n_items, row_base=base, rows_per_item=self.rows_per_item,
                                            fingerprint_version=ItemFingerprint.VERSION)
+            if self.records:
+                # Durable before any row is written, so a crash cannot shift row_base.
+                saver.write_record(self.record_name, self.record.model_dump(mode="json"))
         if self.row_shape is not None:
             self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
         self.committed = self.record.items_done
