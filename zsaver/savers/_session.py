@@ -28,6 +28,7 @@ from zsaver.errors import (
 from zsaver.savers._staging import RowStager, UpdateStager
 from zsaver.savers._validation import (
     as_array,
+    can_store,
     cast_rows,
     check_row_shape,
     is_single_index,
@@ -311,7 +312,7 @@ class StagedSaver(Saver):
                 f"dataset {self.name!r} has rows of shape {self._spec.row_shape}; "
                 f"reserve() asked for rows of shape {row_shape}"
             )
-        if not np.can_cast(want, self._spec.dtype, casting="same_kind"):
+        if not can_store(want, self._spec.dtype):
             raise DTypeMismatchError(
                 f"dataset {self.name!r} has dtype {self._spec.dtype}; reserve() asked for "
                 f"dtype {want}, which cannot be stored in it"

@@ -60,8 +60,26 @@ def as_array(data: npt.ArrayLike, dataset: str, *, lone_row: bool = False) -> np
     return arr
 
 
+#: Kinds of values that convert into one another: numbers, text, durations, dates.
+_FAMILIES = {"b": "number", "i": "number", "u": "number", "f": "number", "c": "number",
+             "U": "text", "S": "text", "T": "text", "m": "duration", "M": "date", "V": "record"}
+
+
+def can_store(source: np.dtype, target: np.dtype) -> bool:
+    """Whether data of ``source`` may be stored in ``target``: numpy's "same_kind" rule,
+    within one family of values (numpy also lets numbers become text or durations).
+
+    Example:
+        >>> can_store(np.dtype("i8"), np.dtype("f4")), can_store(np.dtype("i8"), np.dtype("U5"))
+        (True, False)
+    """
+    return _FAMILIES.get(source.kind) == _FAMILIES.get(target.kind) and bool(
+        np.can_cast(source, target, casting="same_kind")
+    )
+
+
 def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
-    """``arr`` in dtype ``target`` if numpy's "same_kind" rule allows it and no value changes.
+    """``arr`` in dtype ``target`` if :func:`can_store` allows it and no value changes.
 
     Integer, bool and string targets need an exact round trip (no overflow,
     wrap-around or truncation). Floating and complex targets accept rounding to
@@ -76,11 +94,12 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
         return arr
     if source.fields is not None and target.fields is not None:
         return _cast_fields(arr, target, dataset)
-    if not np.can_cast(source, target, casting="same_kind"):
+    if not can_store(source, target):
         raise DTypeMismatchError(
             f"dataset {dataset!r} has dtype {target}; got data of dtype {source}, which "
-            f"cannot be stored without changing values (numpy 'same_kind' casting refuses "
-            f"{source} -> {target})"
+            f"cannot be stored without changing values or their kind (numbers, text, "
+            f"durations and dates do not convert into one another; numpy 'same_kind' "
+            f"casting decides within a kind)"
         )
     with np.errstate(all="ignore"):
         try:

@@ -192,7 +192,7 @@ def value_class(dtype: np.dtype) -> str:
     """
     if dtype.kind in _NUMBER_KINDS:
         return "numbers"
-    return {"U": "text", "S": "text", "M": "datetimes", "m": "timedeltas", "V": "records"}.get(
+    return {"U": "text", "S": "text", "T": "text", "M": "datetimes", "m": "timedeltas", "V": "records"}.get(
         dtype.kind, "objects"
     )
 
