@@ -6,6 +6,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,14 @@ def test_convert_refuses_a_second_target_while_one_is_unfinished(tmp_path: Path)
         convert(tmp_path, "zip")
     with pytest.raises(StoreConfigError, match="middle of a conversion"):
         H5ShardStore(tmp_path)._ensure_open_sync()
+    # The command line names the command that finishes it.
+    (tmp_path / ".zsaver-store.json").write_text(json.dumps(
+        {"zsaver_store": 1, "container": "h5", "layout": "sharded", "chunks_per_shard": [64]}))
+    shown = subprocess.run([sys.executable, "-m", "zsaver", "info", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert shown.returncode != 0
+    assert f"from 'plain' to 'h5' that was interrupted; finish it first: zsaver convert {tmp_path} --to h5" \
+        in shown.stderr.replace("\n", " ")
     convert(tmp_path, "h5")
     assert isinstance(open_store(tmp_path), H5ShardStore)
 

@@ -332,11 +332,15 @@ class ShardedStoreBase(ShardListingMixin, Store):
             self._is_open = True
 
     def _resolve_marker(self) -> dict[str, Any]:
-        if (self.root / JOURNAL_NAME).exists() and not self._allow_journal:
-            raise StoreConfigError(
-                f"{self.root} is in the middle of a conversion; run it again with the same "
-                "target to finish it (zsaver.stores.convert, or zsaver convert PATH --to TARGET)"
-            )
+        if not self._allow_journal:
+            journal = read_json(self.root / JOURNAL_NAME)
+            if journal is not None:
+                to = journal.get("to", "TARGET")
+                raise StoreConfigError(
+                    f"{self.root} is in the middle of a conversion from {journal.get('from')!r} "
+                    f"to {to!r} that was interrupted; finish it first: zsaver convert "
+                    f"{self.root} --to {to} (or zsaver.stores.convert(path, to={to!r}))"
+                )
         wanted = self._wanted_layout()
         marker = read_json(self.root / MARKER_NAME)
         if marker is None:
