@@ -26,8 +26,9 @@ bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 lint: $(VENV)/.installed
-	$(PY) -m pip install --quiet ruff
+	$(PY) -m pip install --quiet ruff mypy
 	$(PY) -m ruff check zsaver tests benchmarks examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -131,7 +131,7 @@ def _get_adapter() -> TypeAdapter[Any]:
                 raise ConfigError("no config types are registered; import zsaver first")
             # A one-member Union collapses to the model itself; pydantic accepts the
             # discriminator either way, which keeps error messages uniform.
-            union = Union[models]  # noqa: UP007  (a runtime-built union needs the subscript form)
+            union = Union[models]  # type: ignore[valid-type]  # noqa: UP007  (built at run time)
             _adapter = TypeAdapter(Annotated[union, Field(discriminator="type")])
         return _adapter
 

@@ -29,7 +29,7 @@ def run_demo(path: str | Path, seeds: int = 2_000, *, quiet: bool = False) -> di
     report = TaskManager(estimate_pi, executor="threads").submit_tasks(
         range(seeds), saver, save_interval=250, consolidate="end", progress=not quiet
     )
-    estimates = saver.array[:, 0]
+    estimates = np.asarray(saver.array[:, 0])
     error = float(estimates.std(ddof=1) / math.sqrt(len(estimates)))
     files = sum(1 for p in Path(path).rglob("*") if p.is_file())
     summary = {

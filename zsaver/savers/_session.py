@@ -15,6 +15,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from zsaver._casting import can_store, cast_rows
 from zsaver.errors import (
     DatasetNotFoundError,
     DatasetSpecError,
@@ -28,8 +29,6 @@ from zsaver.errors import (
 from zsaver.savers._staging import RowStager, UpdateStager
 from zsaver.savers._validation import (
     as_array,
-    can_store,
-    cast_rows,
     check_row_shape,
     is_single_index,
     normalize_indices,
@@ -77,6 +76,8 @@ class StagedSaver(Saver):
 
     #: Name used in error messages.
     name: str
+    #: The creation options the saver was made with (its config keeps them).
+    _options: dict[str, Any]
 
     @abc.abstractmethod
     def _open_spec(self) -> bool:

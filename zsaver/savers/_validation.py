@@ -1,4 +1,4 @@
-"""Checks shared by every saver: data to rows, the casting rule, row indices.
+"""Checks shared by every saver: data to rows, row indices (the casting rule: ``zsaver._casting``).
 
 Everything here is pure (no I/O), so a saver can run all checks before it
 writes its first byte.
@@ -58,93 +58,6 @@ def as_array(data: npt.ArrayLike, dataset: str, *, lone_row: bool = False) -> np
     if arr.dtype.kind == "V" and arr.dtype.fields is None:
         raise DTypeMismatchError(f"dataset {dataset!r}: raw void dtype {arr.dtype} is not storable")
     return arr
-
-
-#: Kinds of values that convert into one another: numbers, text, durations, dates.
-_FAMILIES = {"b": "number", "i": "number", "u": "number", "f": "number", "c": "number",
-             "U": "text", "S": "text", "T": "text", "m": "duration", "M": "date", "V": "record"}
-
-
-def can_store(source: np.dtype, target: np.dtype) -> bool:
-    """Whether data of ``source`` may be stored in ``target``: numpy's "same_kind" rule,
-    within one family of values (numpy also lets numbers become text or durations).
-
-    Example:
-        >>> can_store(np.dtype("i8"), np.dtype("f4")), can_store(np.dtype("i8"), np.dtype("U5"))
-        (True, False)
-    """
-    return _FAMILIES.get(source.kind) == _FAMILIES.get(target.kind) and bool(
-        np.can_cast(source, target, casting="same_kind")
-    )
-
-
-def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
-    """``arr`` in dtype ``target`` if :func:`can_store` allows it and no value changes.
-
-    Integer, bool and string targets need an exact round trip (no overflow,
-    wrap-around or truncation). Floating and complex targets accept rounding to
-    the nearest representable value but not a finite value becoming infinite.
-
-    Example:
-        >>> cast_rows(np.array([1, 2]), np.dtype("f4"), "d").dtype
-        dtype('float32')
-    """
-    source = arr.dtype
-    if source == target:
-        return arr
-    if source.fields is not None and target.fields is not None:
-        return _cast_fields(arr, target, dataset)
-    if not can_store(source, target):
-        raise DTypeMismatchError(
-            f"dataset {dataset!r} has dtype {target}; got data of dtype {source}, which "
-            f"cannot be stored without changing values or their kind (numbers, text, "
-            f"durations and dates do not convert into one another; numpy 'same_kind' "
-            f"casting decides within a kind)"
-        )
-    with np.errstate(all="ignore"):
-        try:
-            cast = arr.astype(target)
-        except UnicodeError as exc:  # bytes that are no ASCII text, text that is no ASCII
-            raise DTypeMismatchError(
-                f"dataset {dataset!r} has dtype {target}; got data of dtype {source} that "
-                f"does not convert to it ({exc})"
-            ) from None
-        if target.kind in "fc" and source.kind in "iufcb":
-            changed = bool(np.any(np.isfinite(arr) & ~np.isfinite(cast)))
-        elif target.kind in "iu" and source.kind in "iu":
-            # A range check: uint8 200 -> int8 -56 survives the round trip, wrapped.
-            info = np.iinfo(target)
-            changed = arr.size > 0 and (int(arr.min()) < info.min or int(arr.max()) > info.max)
-        else:
-            # NaT stays NaT across time units but never equals itself.
-            changed = not np.array_equal(cast.astype(source), arr, equal_nan=source.kind in "mM")
-    if changed:
-        raise DTypeMismatchError(
-            f"dataset {dataset!r} has dtype {target}; got data of dtype {source} whose values "
-            f"do not fit in {target} (overflow or truncation)"
-        )
-    return cast
-
-
-def _cast_fields(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
-    """Structured ``arr`` in structured ``target``, field by field *name* (numpy casts by position)."""
-    assert arr.dtype.names is not None and target.names is not None
-    if sorted(arr.dtype.names) != sorted(target.names):
-        raise DTypeMismatchError(
-            f"dataset {dataset!r} has fields {list(target.names)}; got data with fields "
-            f"{list(arr.dtype.names)} (expected the same field names, in any order)"
-        )
-    cast = np.empty(arr.shape, dtype=target)
-    for name in target.names:
-        field = target.fields[name][0]  # type: ignore[index]
-        part = arr[name]
-        if field.subdtype is not None:  # a subarray field: its item dtype, its extra axes
-            field = field.subdtype[0]
-        try:
-            cast[name] = cast_rows(part, field, dataset)
-        except DTypeMismatchError as exc:
-            raise DTypeMismatchError(f"{exc} (in field {name!r})") from None
-    return cast
 
 
 def check_row_shape(arr: np.ndarray, row_shape: tuple[int, ...], dataset: str) -> None:
@@ -287,7 +200,6 @@ def rows_for_indices(
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "as_array",
-    "cast_rows",
     "check_options",
     "check_row_shape",
     "default_row_chunk",

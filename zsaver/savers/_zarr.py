@@ -222,17 +222,15 @@ def _write_blocks(
 
 def _runs(ids: Sequence[int]) -> Iterator[tuple[int, int]]:
     """Consecutive runs ``[first, last + 1)`` in sorted ``ids``."""
-    start = prev = None
-    for i in ids:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
+    if not ids:
+        return
+    start = prev = ids[0]
+    for i in ids[1:]:
+        if i != prev + 1:
             yield start, prev + 1
-            start = prev = i
-    if start is not None:
-        yield start, prev + 1
+            start = i
+        prev = i
+    yield start, prev + 1
 
 
 @dataclass
@@ -608,6 +606,7 @@ class ZarrSaver(StagedSaver):
         before = self._spec
         self._adopt(arr)
         self._array_docs = self._stored_docs(arr, list(self._encoder.docs(arr)))
+        assert self._spec is not None
         if before is not None and (before.dtype, before.row_shape) != (
             self._spec.dtype,
             self._spec.row_shape,

@@ -60,6 +60,7 @@ def convert(
 
     Example:
         >>> import tempfile, zarr
+        >>> from zsaver.stores import open_store
         >>> d = tempfile.mkdtemp()
         >>> zarr.create_array(d, shape=(3,), chunks=(1,), dtype="i1")[:] = 7
         >>> convert(d, "zip")
@@ -123,7 +124,10 @@ def convert(
         old = _open(root, source, cps)
         old.consolidate(**run)  # absorb loose chunks and deletions first
         _recontain(old, _open(root, to, cps, write_marker=False))
-        write_json_atomic(root / MARKER_NAME, {**read_json(root / MARKER_NAME), "container": to})
+        marker = read_json(root / MARKER_NAME)
+        if marker is None:
+            raise StoreConfigError(f"{root}/{MARKER_NAME} was deleted during the conversion")
+        write_json_atomic(root / MARKER_NAME, {**marker, "container": to})
     _end_journal(root)
 
 

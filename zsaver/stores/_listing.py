@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from zsaver.stores._layout import (
     METADATA_NAMES,
     TEMP_SUFFIX,
     TOMBSTONE_SUFFIX,
     ArrayInfo,
+    ShardLayout,
 )
 from zsaver.stores._marker import BOOKKEEPING
+from zsaver.stores._shard_cache import ShardHandleCache, Signature
+
+if TYPE_CHECKING:
+    from zsaver.stores._sharded_base import ChunkRef
 
 _NO_NODE = object()  # no metadata document at a prefix (as opposed to a group's)
 
@@ -64,6 +71,19 @@ class ShardListingMixin:
     _buffer: dict[str, Any]
     _buffer_bytes: int
     _pending_deletes: dict[str, Any]
+    _layout: ShardLayout | None
+    _cache: ShardHandleCache
+    _arrays: dict[str, tuple[Signature, ArrayInfo | None]]
+    _buffer_lock: threading.RLock
+
+    if TYPE_CHECKING:  # provided by ShardedStoreBase
+
+        def _path(self, rel: str) -> str: ...
+        def _array_info(self, prefix: str) -> Any: ...
+        def _chunk_ref(self, key: str) -> ChunkRef | None: ...
+        def _no_consolidation(self) -> AbstractContextManager[None]: ...
+        def delete_sync(self, key: str) -> None: ...
+        def _ensure_open_sync(self) -> None: ...
 
     def list_keys(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix``, chunks inside shards included, sorted."""

@@ -17,6 +17,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Protocol
 
 IndexEntry = tuple[int, int]
@@ -30,7 +31,7 @@ class ShardContainer(Protocol):
 
     def read_index(self, path: str) -> dict[str, IndexEntry]: ...
     def read_member(self, path: str, name: str) -> bytes: ...
-    def write(self, path: str, members: object) -> None: ...
+    def write(self, path: str, members: Iterable[tuple[str, bytes | memoryview]]) -> None: ...
 
 
 def signature(st: os.stat_result) -> Signature:

@@ -6,7 +6,7 @@ JSON configs, so a ShardedStore using them can be rebuilt with :func:`zsaver.fro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from zarr.abc.store import Store
@@ -97,7 +97,7 @@ class StoreTable:
 
     def __init__(
         self,
-        stores: Mapping[Sequence[int], Store],
+        stores: Mapping[tuple[int, ...], Store],
         fallback: ShardFactory | None = None,
     ) -> None:
         table: dict[tuple[int, ...], Store] = {}

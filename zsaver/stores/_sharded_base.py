@@ -9,6 +9,7 @@ container format (see ``_h5.py`` and ``_zip.py``); the layout is in ``docs/layou
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import threading
@@ -788,7 +789,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
         return run_consolidation(self, workers=workers, client=client, progress=progress)
 
     def _rewrite_shard(
-        self, prefix: str, shard_rel: str, keys: list[str], extra: dict[str, bytes] | None = None
+        self, prefix: str, shard_rel: str, keys: builtins.list[str], extra: dict[str, bytes] | None = None
     ) -> bool:
         """Copy-on-write of one shard: old members + loose chunks (+ ``extra``) - deletions.
 

@@ -384,7 +384,7 @@ class ShardedStore(Store):
         new = ShardedStore(
             _store_with_read_only(self._base, read_only),
             {path: _store_with_read_only(s, read_only) for path, s in self._mounts.items()},
-            {path: tuple(spec) for path, spec in self._arrays.items()},
+            {path: (spec.n_dims, spec.factory) for path, spec in self._arrays.items()},
             read_only=read_only,
         )
         new._shard_mode = read_only

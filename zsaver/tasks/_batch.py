@@ -111,15 +111,15 @@ def _call_items(task: Task, job: BatchJob, start: int, items: Sequence[Any]) -> 
     kwargs = job.task_kwargs
     if job.vectorised:
         try:
-            results = list(task.process_items(items, **kwargs))
+            batch_results = list(task.process_items(items, **kwargs))
         except Exception:
             pass  # find the failing items one by one below
         else:
-            if len(results) == len(items):
-                return results, {}
+            if len(batch_results) == len(items):
+                return batch_results, {}
             # Not one item's fault, and item by item would hide it: every item fails with it.
-            exc = ShapeMismatchError(f"process_items returned {len(results)} results for {len(items)} items")
-            return [None] * len(items), {pos: _failure(start + pos, exc) for pos in range(len(items))}
+            wrong = ShapeMismatchError(f"process_items returned {len(batch_results)} results for {len(items)} items")
+            return [None] * len(items), {pos: _failure(start + pos, wrong) for pos in range(len(items))}
     fn = task.fn if isinstance(task, FunctionTask) else task.process_item
     results: list[Any] = []
     failed: dict[int, ItemFailure] = {}

@@ -126,7 +126,7 @@ class TaskManager:
             raise ValueError(f"on_error must be one of {', '.join(map(repr, ON_ERROR))}; got {on_error!r}")
         if not _is_int(retries) or retries < 0:
             raise ValueError(f"retries must be an int >= 0; got {retries!r}")
-        if not (consolidate is None or consolidate == "end" or (_is_int(consolidate) and consolidate >= 1)):
+        if not (consolidate is None or consolidate == "end" or (_is_int(consolidate) and int(consolidate) >= 1)):
             raise ValueError(f"consolidate must be 'end', a positive int or None; got {consolidate!r}")
         if rows_per_item is not None and (not _is_int(rows_per_item) or rows_per_item < 1):
             raise ValueError(f"rows_per_item must be a positive int or None; got {rows_per_item!r}")
@@ -414,10 +414,11 @@ class _Run:
                             self._worker_write()  # creates the dataset: chunk rows are known now
                         elif in_flight:
                             break  # the driver writes batches itself until it knows the row shape
-                    batch = next(batches, None)
-                    if batch is None:
+                    upcoming = next(batches, None)
+                    if upcoming is None:
                         exhausted = True
                         break
+                    batch = upcoming
                     in_flight[self._submit(handle, batch)] = batch
             if not in_flight:
                 break
