@@ -30,7 +30,7 @@ def can_store(source: np.dtype, target: np.dtype) -> bool:
     )
 
 
-def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
+def cast_rows(arr: np.ndarray, target: np.dtype, holder: str) -> np.ndarray:
     """``arr`` in dtype ``target`` if :func:`can_store` allows it and no value changes.
 
     Integer, bool and string targets need an exact round trip (no overflow,
@@ -38,17 +38,17 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
     the nearest representable value but not a finite value becoming infinite.
 
     Example:
-        >>> cast_rows(np.array([1, 2]), np.dtype("f4"), "d").dtype
+        >>> cast_rows(np.array([1, 2]), np.dtype("f4"), "dataset 'd'").dtype
         dtype('float32')
     """
     source = arr.dtype
     if source == target:
         return arr
     if source.fields is not None and target.fields is not None:
-        return _cast_fields(arr, target, dataset)
+        return _cast_fields(arr, target, holder)
     if not can_store(source, target):
         raise DTypeMismatchError(
-            f"dataset {dataset!r} has dtype {target}; got data of dtype {source}, which "
+            f"{holder} has dtype {target}; got data of dtype {source}, which "
             f"cannot be stored without changing values or their kind (numbers, text, "
             f"durations and dates do not convert into one another; numpy 'same_kind' "
             f"casting decides within a kind)"
@@ -58,7 +58,7 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
             cast = arr.astype(target)
         except UnicodeError as exc:  # bytes that are no ASCII text, text that is no ASCII
             raise DTypeMismatchError(
-                f"dataset {dataset!r} has dtype {target}; got data of dtype {source} that "
+                f"{holder} has dtype {target}; got data of dtype {source} that "
                 f"does not convert to it ({exc})"
             ) from None
         if target.kind in "fc" and source.kind in "iufcb":
@@ -72,18 +72,18 @@ def cast_rows(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
             changed = not np.array_equal(cast.astype(source), arr, equal_nan=source.kind in "mM")
     if changed:
         raise DTypeMismatchError(
-            f"dataset {dataset!r} has dtype {target}; got data of dtype {source} whose values "
+            f"{holder} has dtype {target}; got data of dtype {source} whose values "
             f"do not fit in {target} (overflow or truncation)"
         )
     return cast
 
 
-def _cast_fields(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
+def _cast_fields(arr: np.ndarray, target: np.dtype, holder: str) -> np.ndarray:
     """Structured ``arr`` in structured ``target``, field by field *name* (numpy casts by position)."""
     assert arr.dtype.names is not None and target.names is not None
     if sorted(arr.dtype.names) != sorted(target.names):
         raise DTypeMismatchError(
-            f"dataset {dataset!r} has fields {list(target.names)}; got data with fields "
+            f"{holder} has fields {list(target.names)}; got data with fields "
             f"{list(arr.dtype.names)} (expected the same field names, in any order)"
         )
     cast = np.empty(arr.shape, dtype=target)
@@ -93,7 +93,7 @@ def _cast_fields(arr: np.ndarray, target: np.dtype, dataset: str) -> np.ndarray:
         if field.subdtype is not None:  # a subarray field: its item dtype, its extra axes
             field = field.subdtype[0]
         try:
-            cast[name] = cast_rows(part, field, dataset)
+            cast[name] = cast_rows(part, field, holder)
         except DTypeMismatchError as exc:
             raise DTypeMismatchError(f"{exc} (in field {name!r})") from None
     return cast

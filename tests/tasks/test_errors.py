@@ -181,17 +181,17 @@ def test_a_result_that_is_no_array_fails_alone(tmp_path) -> None:
 
 @pytest.mark.parametrize("batch_size", [2, 4])
 def test_fill_rows_take_the_dtype_of_the_dataset_whatever_the_batching(tmp_path, batch_size) -> None:
-    # Items 0-1 give ints, 2-3 and 7 floats, 4-6 fail. The dataset is float64, so
-    # every failed item's row is NaN, also when its whole batch failed.
+    # Items 0-1 give floats, 2-3 ints (stored as floats), 4-6 fail, 7 a float. The
+    # dataset is float64, so every failed item's row is NaN, also when its whole batch failed.
     def task(i: int) -> object:
         if i in (4, 5, 6):
             raise ValueError("bad")
-        return np.int64(i) if i < 2 else float(i) + 0.5
+        return np.int64(i) if i in (2, 3) else float(i) + 0.5
 
     saver = zarr_saver(tmp_path / "ds", row_chunk=4)
     TaskManager(task, batch_size=batch_size).submit_tasks(range(8), saver, save_interval=4, on_error="skip",
                                                           progress=False)
-    np.testing.assert_array_equal(read_rows(saver), [0.0, 1.0, 2.5, 3.5, np.nan, np.nan, np.nan, 7.5])
+    np.testing.assert_array_equal(read_rows(saver), [0.5, 1.5, 2.0, 3.0, np.nan, np.nan, np.nan, 7.5])
 
 
 def test_a_fill_value_refused_late_leaves_no_unsaved_item_recorded_as_done(tmp_path) -> None:
@@ -206,8 +206,11 @@ def test_a_fill_value_refused_late_leaves_no_unsaved_item_recorded_as_done(tmp_p
         )
     record = saver.read_record("tasks")
     assert record is None or record["items_done"] == 0
-    TaskManager(int_then_float).submit_tasks(range(40), saver.clone(), on_error="skip", progress=False)
-    expected = np.stack([np.array([i, i], dtype=np.float64) for i in range(40)])
+    report = TaskManager(int_then_float).submit_tasks(range(40), saver.clone(), on_error="skip",
+                                                      fill_value=-1, progress=False)
+    # The first result (ints) sets the dtype: the float results fail alone, as in one go.
+    assert [f.index for f in report.failures] == list(range(10, 40))
+    expected = np.stack([np.array([i, i] if i < 10 else [-1, -1], dtype=np.int64) for i in range(40)])
     np.testing.assert_array_equal(read_rows(saver), expected)
 
 
@@ -322,14 +325,50 @@ def _ints_then_floats_with_a_failure(i: int) -> np.ndarray:
 
 
 def test_a_skipped_item_does_not_make_its_batch_cast_silently(tmp_path) -> None:
-    from zsaver.errors import DTypeMismatchError
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    report = TaskManager(_ints_then_floats_with_a_failure, batch_size=4).submit_tasks(
+        range(8), saver, save_interval=4, on_error="skip", progress=False
+    )
+    assert [(f.index, f.exc_type) for f in report.failures] == [
+        (4, "DTypeMismatchError"), (5, "ValueError"), (6, "DTypeMismatchError"), (7, "DTypeMismatchError")]
+    assert "has dtype int64; got data of dtype float64" in report.failures[0].message
+    assert read_rows(saver).ravel().tolist() == [0, 1, 2, 3, 0, 0, 0, 0]  # nothing truncated
+
+
+@pytest.mark.parametrize("save_interval, batch_size", [(100, None), (3, None), (3, 1), (2, 5), (7, 3)])
+@pytest.mark.parametrize("case", ["longer-text", "int-then-float", "float32-then-float64"])
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for strings yet
+def test_the_first_result_sets_the_dtype_whatever_the_batching(tmp_path, case, save_interval, batch_size):
+    # The same items give the same dataset and the same failures for any batching:
+    # numpy used to promote within one checkpoint and the saver refused across two.
+    def task(i: int) -> object:
+        if case == "longer-text":
+            return np.array(["a" * (i + 1)])
+        if case == "int-then-float":
+            return np.array([i]) if i < 4 else np.array([i + 0.5])
+        return np.array([i], dtype=np.float32) if i < 4 else np.array([0.1])
 
     saver = zarr_saver(tmp_path / "ds", row_chunk=4)
-    with pytest.raises(DTypeMismatchError, match="float64"):  # as without the failure
-        TaskManager(_ints_then_floats_with_a_failure, batch_size=4).submit_tasks(
-            range(8), saver, save_interval=4, on_error="skip", progress=False
-        )
-    assert read_rows(saver).ravel().tolist() == [0, 1, 2, 3]  # nothing truncated was written
+    report = TaskManager(task, batch_size=batch_size).submit_tasks(
+        range(10), saver, save_interval=save_interval, on_error="skip", progress=False)
+    failed = [f.index for f in report.failures]
+    rows = read_rows(saver).ravel()
+    if case == "longer-text":
+        assert failed == list(range(1, 10)) and rows.tolist() == ["a"] + [""] * 9
+    elif case == "int-then-float":
+        assert failed == list(range(4, 10)) and rows.tolist() == [0, 1, 2, 3] + [0] * 6
+    else:
+        assert failed == [] and rows.dtype == np.float32
+        np.testing.assert_array_equal(rows, np.array([0, 1, 2, 3] + [0.1] * 6, dtype=np.float32))
+
+
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for strings yet
+def test_the_savers_dtype_rules_from_the_first_result_on(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4, dtype="U8")
+    report = TaskManager(lambda i: np.array(["a" * (i + 1)]), batch_size=3).submit_tasks(
+        range(10), saver, save_interval=2, on_error="skip", progress=False)
+    assert [f.index for f in report.failures] == [8, 9]  # 9 and 10 characters
+    assert read_rows(saver).ravel().tolist() == ["a" * (i + 1) for i in range(8)] + ["", ""]
 
 
 @pytest.mark.parametrize("fill_value", [1.5, 300, "x"])

@@ -249,7 +249,7 @@ class StagedSaver(Saver):
 
     def _validated_rows(self, arr: np.ndarray, spec: DatasetSpec) -> np.ndarray:
         check_row_shape(arr, spec.row_shape, self.name)
-        return cast_rows(arr, spec.dtype, self.name)
+        return cast_rows(arr, spec.dtype, f"dataset {self.name!r}")
 
     def _prepare_rows(self, arr: np.ndarray) -> np.ndarray:
         if self._replace_pending or (self._spec is None and not self._open_spec()):

@@ -9,17 +9,19 @@ a worker process.
 from __future__ import annotations
 
 import multiprocessing.util
+import operator
 import os
 import pickle
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from zsaver.errors import ShapeMismatchError
+from zsaver._casting import cast_rows
+from zsaver.errors import DTypeMismatchError, ShapeMismatchError
 from zsaver.tasks._report import ItemFailure
 from zsaver.tasks._task import FunctionTask, Task
 
@@ -154,11 +156,15 @@ def _stack(results: list[Any], positions: list[int], k: int | None,
     if not positions:
         return None
     try:
-        arr = np.asarray([results[p] for p in positions] if len(positions) != len(results) else results)
+        chosen = [results[p] for p in positions] if len(positions) != len(results) else results
+        if not _one_dtype(chosen):
+            # numpy would promote [1, 2.5] to floats, [1.0, "n/a"] to text and [1.0, None]
+            # to objects: results of several dtypes go one by one, for settle_shapes to
+            # judge each against the rows before it, whatever the batch boundaries.
+            raise ValueError("several dtypes")
+        arr = np.asarray(chosen)
         if arr.dtype.kind not in _NUMBER_KINDS:
-            # numpy turns [1.0, "n/a"] into text and [1.0, None] into objects: results
-            # that are not all numbers go one by one, for settle_shapes to judge.
-            raise ValueError("not numbers")
+            raise ValueError("not numbers")  # text, objects: one by one as well
     except ValueError:
         arrays = []
         for p in list(positions):
@@ -181,6 +187,22 @@ def _stack(results: list[Any], positions: list[int], k: int | None,
 
 
 _NUMBER_KINDS = "biufc"
+_PYTHON_NUMBERS = (bool, int, float, complex)
+_dtype_of = operator.attrgetter("dtype")
+
+
+def _one_dtype(results: Sequence[Any]) -> bool:
+    """Whether numpy gives every result the same dtype (arrays, numpy or Python scalars).
+
+    Example:
+        >>> _one_dtype([np.zeros(2), np.ones(2)]), _one_dtype([np.zeros(2), np.arange(2)])
+        (True, False)
+    """
+    try:
+        return len(set(map(_dtype_of, results))) <= 1
+    except AttributeError:  # Python values: one type of number, or numpy decides per item
+        kinds = set(map(type, results))
+        return len(kinds) == 1 and kinds.pop() in _PYTHON_NUMBERS
 
 
 def value_class(dtype: np.dtype) -> str:
@@ -200,15 +222,17 @@ def value_class(dtype: np.dtype) -> str:
 def settle_shapes(
     out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int | None, dtype: np.dtype | None = None
 ) -> BatchOutcome:
-    """``out`` with the rows of every successful item in ``row_shape``; items of another shape fail.
+    """``out`` with the rows of every successful item in ``row_shape`` and ``dtype``; others fail.
 
-    ``row_shape`` is the shape of the rows saved so far; None (nothing saved
-    yet) takes the shape of the batch's first successful item. Called on
-    batches in item order, so the first result of the run sets the shape,
-    whatever the batch boundaries and the order in which batches finish.
-    Values are judged the same way: a result holding other values than the
-    rows before it (text among numbers, ``None``) fails, as does any result
-    numpy can only hold as Python objects. ``dtype``: that of the rows saved so far.
+    ``row_shape`` and ``dtype`` are those of the rows saved so far; None
+    (nothing saved yet) takes them from the batch's first successful item.
+    Called on batches in item order, so the first result of the run sets them,
+    whatever the batch boundaries and the order in which batches finish. Each
+    later result is cast to ``dtype`` under the savers' rule
+    (:func:`zsaver._casting.cast_rows`); a result of another shape, or one
+    that cannot be stored in ``dtype`` without changing its values or their
+    kind (text among numbers, a float among ints, a longer string, ``None``),
+    fails alone.
 
     Example:
         >>> out = BatchOutcome(0, 3, [np.zeros(2), np.zeros(3), np.zeros(2)], ragged=True)
@@ -216,49 +240,46 @@ def settle_shapes(
         >>> settled.data.shape, [f.index for f in settled.failures]
         ((2, 2), [1])
     """
-    values = None if dtype is None else value_class(dtype)
-    if not out.ragged and (
-        out.data is None
-        or row_shape is None
-        or (out.row_shape == row_shape and values in (None, value_class(out.data.dtype)))
-    ):
+    if out.data is None:
         return out
+    if not out.ragged and (row_shape is None or out.row_shape == row_shape):
+        if dtype is None or out.data.dtype == dtype:
+            return out
+        try:
+            data = cast_rows(out.data, dtype, _HOLDER)
+        except DTypeMismatchError:
+            pass  # some items may fit: judge them one by one
+        else:
+            return replace(out, data=data, dtype=data.dtype.str)
     ok = np.ones(out.count, dtype=bool) if out.ok is None else out.ok.copy()
     positions = np.flatnonzero(ok).tolist()
-    arrays = out.data if out.ragged else [None] * len(positions)
+    arrays = out.data if out.ragged else _items_of(out.data, len(positions), k)
     failures = list(out.failures)
     kept = []
     for pos, arr in zip(positions, arrays, strict=True):
-        exc_type = "ShapeMismatchError"
-        if arr is None:  # a stacked batch that does not fit: all of it fails alike
-            shape, message = None, (
-                f"result rows of shape {out.row_shape} holding {value_class(out.data.dtype)}; "
-                f"the dataset's rows have shape {row_shape} and hold {values}"
-            )
-            if out.row_shape == row_shape:
-                exc_type = "DTypeMismatchError"
-        elif k is not None and (arr.ndim == 0 or arr.shape[0] != k):
-            shape, message = None, f"rows_per_item={k} but the result has shape {arr.shape}"
-        elif (held := value_class(arr.dtype)) == "objects" or (values is not None and held != values):
-            # ``values`` is never "objects": such a result never sets it.
-            shape, exc_type = None, "DTypeMismatchError"
-            message = (
-                f"the result holds {held} (dtype {arr.dtype})"
-                + (f", the rows before it hold {values}" if values else "")
-                + ("; expected numbers, text or times" if held == "objects" else "")
-            )
-        else:
-            shape = arr.shape if k is None else arr.shape[1:]
-            if row_shape is None:
-                row_shape = shape
-            if values is None:
-                values = held
+        exc_type, message = "ShapeMismatchError", None
+        shape = None if k is not None and (arr.ndim == 0 or arr.shape[0] != k) else (
+            arr.shape if k is None else arr.shape[1:])
+        if shape is None:
+            message = f"rows_per_item={k} but the result has shape {arr.shape}"
+        elif arr.dtype.kind not in _VALUE_KINDS:
+            exc_type, message = "DTypeMismatchError", (
+                f"the result holds {value_class(arr.dtype)} (dtype {arr.dtype}); expected numbers, "
+                "text or times")
+        elif row_shape is not None and shape != row_shape:
             message = f"result rows of shape {shape}, expected {row_shape} like the rows before"
-        if arr is not None and shape is not None and shape == row_shape:
-            kept.append(arr)
-        else:
+        elif dtype is not None:
+            try:
+                arr = cast_rows(arr, dtype, _HOLDER)
+            except DTypeMismatchError as exc:
+                exc_type, message = "DTypeMismatchError", f"{exc}; set the saver's dtype to store both"
+        if message is not None:
             ok[pos] = False
             failures.append(ItemFailure(out.start + pos, exc_type, message))
+            continue
+        row_shape = shape if row_shape is None else row_shape
+        dtype = arr.dtype if dtype is None else dtype
+        kept.append(arr)
     failures.sort(key=lambda f: f.index)
     if not kept:
         return BatchOutcome(out.start, out.count, None, ok, failures)
@@ -267,6 +288,19 @@ def settle_shapes(
         data = data.reshape((data.shape[0] * k, *data.shape[2:]))
     return BatchOutcome(out.start, out.count, data, None if ok.all() else ok, failures,
                         tuple(data.shape[1:]), data.dtype.str)
+
+
+#: Who has the dtype a result is cast to, in messages.
+_HOLDER = "the run's rows (the dataset, or else the first result)"
+#: Kinds of values rows may hold: numbers, text, times, records (not Python objects).
+_VALUE_KINDS = "biufcUSTmMV"
+
+
+def _items_of(data: np.ndarray, n_items: int, k: int | None) -> list[np.ndarray]:
+    """The rows of each item in stacked ``data``: one row each, or ``k``."""
+    if k is None:
+        return list(data)
+    return [data[i * k : (i + 1) * k] for i in range(n_items)]
 
 
 def default_fill(dtype: np.dtype) -> Any:

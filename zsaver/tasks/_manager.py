@@ -518,11 +518,35 @@ class _Run:
         if self.saver is None or outcome.rows_written:
             return outcome  # results as they are; a worker that wrote its rows checked them
         known = {f.index for f in outcome.failures}
-        outcome = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
-        if self.row_shape is None and outcome.row_shape is not None:
-            self._take_rows(outcome.row_shape, outcome.dtype)
-        self._note_failures([f for f in outcome.failures if f.index not in known])
-        return outcome
+        settled = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
+        if self.row_shape is None and settled.row_shape is not None:
+            self._take_rows(settled.row_shape, settled.dtype)
+            if self._create_dataset():  # its dtype (the saver's dtype= option) rules from now on
+                settled = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
+        self._note_failures([f for f in settled.failures if f.index not in known])
+        return settled
+
+    def _create_dataset(self) -> bool:
+        """Create the dataset now that the first result is known; True if its dtype differs.
+
+        The saver may store the rows in another dtype than the first result's
+        (a ``dtype=`` option): every result, the first batch's included, is then
+        judged against that one. Savers that cannot preallocate keep the first
+        result's dtype until their first save.
+        """
+        saver = self.saver
+        assert saver is not None and self.record is not None
+        assert self.row_shape is not None and self.dtype is not None
+        if saver.row_spec() is None:
+            try:
+                saver.reserve(self.record.row_base, self.row_shape, self.dtype)
+            except NotImplementedError:
+                return False
+        spec = saver.row_spec()
+        if spec is None or np.dtype(spec[1]) == self.dtype:
+            return False
+        self._take_rows(self.row_shape, spec[1])
+        return True
 
     def _release_ready(self) -> None:
         if self.release_stopped:
