@@ -108,5 +108,24 @@ class UnpicklableError(ZsaverError, pickle.PicklingError):
     """A task, its arguments, an item or a result cannot be pickled for a worker process."""
 
 
+class WorkerError(ZsaverError, RuntimeError):
+    """An error raised in a worker process whose own class cannot travel back to the driver.
+
+    Its message names the original class and message; ``traceback_text`` is the
+    formatted traceback from the worker.
+    """
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n\nOriginal traceback:\n{self.traceback_text}" if self.traceback_text else base
+
+    def __reduce__(self):  # the traceback text travels too
+        return (WorkerError, (self.args[0], self.traceback_text))
+
+
 def _rebuild_task_error(message: str, item_index: int, traceback_text: str) -> TaskError:
     return TaskError(message, item_index=item_index, traceback_text=traceback_text)

@@ -1,6 +1,7 @@
 """A worker process that dies is a failure of its item only; the run goes on."""
 
 import concurrent.futures as cf
+import contextlib
 import sys
 from pathlib import Path
 
@@ -43,3 +44,65 @@ def test_dying_worker_with_on_error_raise_checkpoints_the_prefix_and_raises(tmp_
         )
     assert info.value.item_index == 13
     np.testing.assert_array_equal(read_rows(saver), np.stack([row_of(i) for i in range(13)]))
+
+
+_DRIVER = """
+import sys, time
+import numpy as np, zarr
+from zsaver import TaskManager, ZarrSaver
+
+def slow(i):
+    time.sleep(0.05)
+    return np.arange(3.0) + i
+
+if __name__ == "__main__":
+    saver = ZarrSaver(zarr.storage.LocalStore(sys.argv[1]), "x", chunks=16)
+    TaskManager(slow, executor="processes", n_workers=2, batch_size=5).submit_tasks(
+        range(5000), saver, progress=False)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc/PID/stat (field 4 is the parent)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_pool_workers_exit_when_the_driver_is_killed(tmp_path) -> None:
+    # A driver killed alone (the OOM killer, kill -9 PID) cannot shut its pool down;
+    # its workers used to live on, idle forever or still writing.
+    import os
+    import signal
+    import subprocess
+    import time
+
+    workers: list[int] = []
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ds")])
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = _children(driver.pid)
+        assert len(workers) >= 2, "the pool never started"
+        time.sleep(0.5)  # the workers are busy now
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists()
+                 and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
+        assert alive == [], f"pool workers {alive} outlived their driver"
+    finally:
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
+        driver.kill()

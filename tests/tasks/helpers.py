@@ -149,3 +149,20 @@ def int_then_float(i: int, slow: tuple[int, ...] = ()) -> np.ndarray:
 def odd_value_at(i: int, odd: dict[int, object]) -> object:
     """A float per item, or ``odd[i]`` (text, None, ...) for the items in ``odd``."""
     return odd[i] if i in odd else float(i) / 4
+
+
+class TwoArgumentError(Exception):
+    """Like many libraries' errors: pickle cannot rebuild it (two required arguments)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+
+
+class SetupFails(Task):
+    """setup() raises an error that cannot travel back from a worker process as itself."""
+
+    def setup(self) -> None:
+        raise TwoArgumentError(3, "no GPU")
+
+    def process_item(self, item: int) -> np.ndarray:
+        return row_of(item)

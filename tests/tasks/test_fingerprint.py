@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -141,3 +142,19 @@ def test_an_unknown_fingerprint_version_is_refused(tmp_path) -> None:
     saver.write_record("tasks", dict(record, fingerprint_version=99))
     with pytest.raises(ResumeMismatchError, match="fingerprints of version 99"):
         TaskManager(row_of).submit_tasks(range(5), saver.clone(), progress=False)
+
+
+def test_items_that_do_not_pickle_get_the_same_fingerprint_in_every_process() -> None:
+    # Their repr holds a memory address: a rerun with the very same items used to be
+    # refused as a run over other items. The serial and threads executors take them.
+    code = (
+        "import threading; from zsaver.tasks._progress import ItemFingerprint as F; f = F(); "
+        "f.update([(lambda k=k: k) for k in range(3)] + [threading.Lock()]); print(f.hexdigest())"
+    )
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout for _ in range(3)}
+    assert len(digests) == 1
+    one, other = ItemFingerprint(), ItemFingerprint()
+    one.update([threading.Lock()])
+    other.update([threading.RLock()])
+    assert one.hexdigest() != other.hexdigest()  # the type still counts

@@ -1,8 +1,11 @@
 import concurrent.futures as cf
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CountingSetup, VectorSquare, read_rows, zarr_saver
+from helpers import CountingSetup, SetupFails, TwoArgumentError, VectorSquare, read_rows, zarr_saver
 
 from zsaver import Task, TaskError, TaskManager
 from zsaver.tasks._task import FunctionTask, as_task
@@ -116,3 +119,27 @@ def test_process_items_returning_the_wrong_count_fails_its_items_with_that_messa
         TaskManager(_ShortBatches(), batch_size=5).submit_tasks(range(5), progress=False)
     report = TaskManager(_ShortBatches(), batch_size=5).submit_tasks(range(5), progress=False, on_error="skip")
     assert {f.message for f in report.failures} == {"process_items returned 4 results for 5 items"}
+
+
+def test_a_worker_error_that_cannot_be_unpickled_is_reported_not_taken_for_a_death(tmp_path) -> None:
+    # Its pickle broke the pool's result pipe: every item was reported as a dead
+    # worker, the pool respawned again and again, and the error itself never shown.
+    # In a fresh interpreter: importing dask.distributed makes such errors pickle.
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from helpers import SetupFails, zarr_saver
+from zsaver import TaskManager
+from zsaver.errors import WorkerError
+try:
+    TaskManager(SetupFails, executor="processes", n_workers=2, batch_size=4).submit_tasks(
+        range(12), zarr_saver({str(tmp_path / "ds")!r}), on_error="skip", progress=False)
+except WorkerError as exc:
+    assert 'raise TwoArgumentError(3, "no GPU")' in exc.traceback_text, exc.traceback_text
+    print("WorkerError:", exc.args[0])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "WorkerError: helpers.TwoArgumentError: 3: no GPU"
+    with pytest.raises(TwoArgumentError):  # in the driver, the error itself
+        TaskManager(SetupFails).submit_tasks(range(12), zarr_saver(tmp_path / "ds2"), progress=False)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import pickle
+import threading
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from zsaver.errors import UnpicklableError
+from zsaver.errors import UnpicklableError, WorkerError
 
 EXECUTOR_NAMES = ("serial", "threads", "processes")
 
@@ -22,7 +25,10 @@ EXECUTOR_NAMES = ("serial", "threads", "processes")
 def _call_pickled(payload: bytes, result_name: str) -> bytes:
     """Run a call pickled by the driver; return its result pickled (in a worker process)."""
     fn, args = pickle.loads(payload)
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except Exception as exc:
+        raise _portable(exc) from None
     try:
         return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -30,6 +36,42 @@ def _call_pickled(payload: bytes, result_name: str) -> bytes:
             f"{result_name} cannot be pickled to send {'them' if result_name.endswith('s') else 'it'} "
             f"back from the worker process: {type(exc).__name__}: {exc}"
         ) from None
+
+
+#: How often a pool worker checks that the driver is still alive, in seconds.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker process once the driver ``parent_pid`` is gone.
+
+    A driver killed with SIGKILL cannot shut its pool down; its idle workers would
+    wait on the call queue forever and a busy one could go on writing rows (with
+    ``write="workers"``) while a rerun writes the same dataset.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zsaver-parent-watch", daemon=True).start()
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if the driver can unpickle it, else a WorkerError telling what it was.
+
+    An exception whose class cannot be rebuilt from its pickle (say, an
+    ``__init__`` with two required arguments) breaks the pool's result pipe in
+    the driver, which then looks like a dead worker.
+    """
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        return exc
+    except Exception:
+        kind = type(exc)
+        return WorkerError(f"{kind.__module__}.{kind.__qualname__}: {exc}",
+                           "".join(traceback.format_exception(exc)))
 
 
 def _pickle_call(fn: Callable[..., Any], args: tuple[Any, ...], names: Sequence[str] | None) -> bytes:
@@ -136,7 +178,8 @@ class ExecutorHandle:
             else:
                 self.n_workers = n_workers or os.cpu_count() or 1
                 workers = self.n_workers
-                self._make_pool = lambda: cf.ProcessPoolExecutor(workers)
+                self._make_pool = lambda: cf.ProcessPoolExecutor(
+                    workers, initializer=exit_with_parent, initargs=(os.getpid(),))
                 self._pool = self._make_pool()
                 self.pickles_in_driver = True
         elif _looks_like_dask_client(executor):
@@ -152,7 +195,8 @@ class ExecutorHandle:
             if isinstance(executor, cf.ProcessPoolExecutor):
                 # A broken pool cannot be repaired; replace it with a like one we own.
                 workers, ctx = self.n_workers, getattr(executor, "_mp_context", None)
-                self._make_pool = lambda: cf.ProcessPoolExecutor(workers, mp_context=ctx)
+                self._make_pool = lambda: cf.ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),))
                 self.pickles_in_driver = True
 
     @property

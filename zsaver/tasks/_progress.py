@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -18,6 +19,8 @@ from pydantic import BaseModel, Field
 from zsaver.errors import ResumeMismatchError
 
 RECORD_VERSION = 1
+#: A memory address in a repr, as in ``<object at 0x7f3a...>``.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 class ItemFingerprint:
@@ -28,7 +31,7 @@ class ItemFingerprint:
     ``np.arange(n)`` match; ints are hashed in bulk), floats, strings, bytes,
     None, tuples and lists alike, sets and dicts sorted (so ``PYTHONHASHSEED``
     does not matter), numpy arrays by dtype, shape and bytes; anything else by
-    its pickle. Each item's encoding is framed, so ``["ab", "c"]`` and
+    its pickle (unpicklable objects: type and repr without memory addresses). Each item's encoding is framed, so ``["ab", "c"]`` and
     ``["a", "bc"]`` differ. ``version=1`` is the encoding of records written
     before this one (each item's pickle), kept to resume their runs.
 
@@ -95,7 +98,7 @@ class ItemFingerprint:
         try:
             encoded = cls._encode(item)
         except RecursionError:  # a container holding itself: pickle copes with cycles
-            encoded = cls._legacy_token(item)
+            encoded = cls._object_token(item)
         if len(encoded) == 9 and encoded[:1] == b"i":
             return encoded
         return b"L" + len(encoded).to_bytes(8, "little") + encoded
@@ -124,7 +127,23 @@ class ItemFingerprint:
         if type(item) is np.ndarray and item.dtype != object:
             head = f"{item.dtype.str}{item.shape}".encode()
             return b"a" + cls._framed(head) + np.ascontiguousarray(item).tobytes()
-        return cls._legacy_token(item)
+        return cls._object_token(item)
+
+    @staticmethod
+    def _object_token(item: Any) -> bytes:
+        """Any other object: its pickle, or if it has none, its type and repr without addresses.
+
+        A repr such as ``<function f.<locals>.g at 0x7f...>`` holds a memory
+        address, different in every process: it would make a rerun with the same
+        items look like one with other items. Without the address, two such
+        items with the same repr cannot be told apart.
+        """
+        try:
+            return b"p" + pickle.dumps(item, protocol=4)
+        except Exception:  # unpicklable items (threads, serial) still get a fingerprint
+            kind = type(item)
+            text = _ADDRESS.sub("", f"{kind.__module__}.{kind.__qualname__}:{item!r}")
+            return b"r" + text.encode("utf-8", "surrogatepass")
 
     @classmethod
     def _framed(cls, item: Any) -> bytes:
