@@ -55,27 +55,48 @@ def cast_rows(arr: np.ndarray, target: np.dtype, holder: str) -> np.ndarray:
         )
     with np.errstate(all="ignore"):
         try:
-            cast = arr.astype(target)
-        except UnicodeError as exc:  # bytes that are no ASCII text, text that is no ASCII
+            if source.kind == "S" and target.kind == "T":
+                # numpy copies the bytes into the variable-width strings undecoded
+                # (non-ASCII ones become invalid text); decode them as S -> U does.
+                cast = arr.astype(np.dtype(f"U{max(1, source.itemsize)}")).astype(target)
+            else:
+                cast = arr.astype(target)
+            if target.kind in "fc" and source.kind in "iufcb":
+                changed = _became_infinite(arr, cast)
+            elif target.kind in "iu" and source.kind in "iu":
+                # A range check: uint8 200 -> int8 -56 survives the round trip, wrapped.
+                info = np.iinfo(target)
+                changed = arr.size > 0 and (int(arr.min()) < info.min or int(arr.max()) > info.max)
+            else:
+                # NaT stays NaT across time units but never equals itself.
+                changed = not np.array_equal(
+                    cast.astype(source), arr, equal_nan=source.kind in "mM"
+                )
+        except (UnicodeError, TypeError, ValueError) as exc:
+            # Bytes that are no ASCII text, text that is no ASCII, and numpy's
+            # less helpful refusals of string conversions.
             raise DTypeMismatchError(
                 f"{holder} has dtype {target}; got data of dtype {source} that "
                 f"does not convert to it ({exc})"
             ) from None
-        if target.kind in "fc" and source.kind in "iufcb":
-            changed = bool(np.any(np.isfinite(arr) & ~np.isfinite(cast)))
-        elif target.kind in "iu" and source.kind in "iu":
-            # A range check: uint8 200 -> int8 -56 survives the round trip, wrapped.
-            info = np.iinfo(target)
-            changed = arr.size > 0 and (int(arr.min()) < info.min or int(arr.max()) > info.max)
-        else:
-            # NaT stays NaT across time units but never equals itself.
-            changed = not np.array_equal(cast.astype(source), arr, equal_nan=source.kind in "mM")
     if changed:
         raise DTypeMismatchError(
             f"{holder} has dtype {target}; got data of dtype {source} whose values "
             f"do not fit in {target} (overflow or truncation)"
         )
     return cast
+
+
+def _became_infinite(arr: np.ndarray, cast: np.ndarray) -> bool:
+    """Whether a finite value (or a finite real or imaginary part) of ``arr`` is infinite in ``cast``.
+
+    Complex parts are compared one by one: ``np.isfinite`` of a complex value is
+    False as soon as either part is NaN, which would hide the other one overflowing.
+    """
+    parts = [(np.real(arr), np.real(cast))]
+    if cast.dtype.kind == "c" and arr.dtype.kind == "c":
+        parts.append((np.imag(arr), np.imag(cast)))
+    return any(bool(np.any(np.isfinite(a) & ~np.isfinite(c))) for a, c in parts)
 
 
 def _cast_fields(arr: np.ndarray, target: np.dtype, holder: str) -> np.ndarray:
@@ -89,6 +110,12 @@ def _cast_fields(arr: np.ndarray, target: np.dtype, holder: str) -> np.ndarray:
     cast = np.empty(arr.shape, dtype=target)
     for name in target.names:
         field = target.fields[name][0]  # type: ignore[index]
+        given = arr.dtype.fields[name][0]  # type: ignore[index]
+        if given.shape != field.shape:  # numpy would broadcast a (1,) field, or raise
+            raise DTypeMismatchError(
+                f"{holder}: field {name!r} holds values of shape {field.shape}; got data "
+                f"whose field {name!r} holds values of shape {given.shape}"
+            )
         part = arr[name]
         if field.subdtype is not None:  # a subarray field: its item dtype, its extra axes
             field = field.subdtype[0]

@@ -49,7 +49,7 @@ class InvalidIndexError(ZsaverError, TypeError):
 
 
 class SaverOptionError(ZsaverError, TypeError):
-    """A saver was given a keyword option it does not know."""
+    """A saver was given a keyword option it does not know, or an option of the wrong kind."""
 
 
 class DatasetSpecError(ZsaverError, ValueError):

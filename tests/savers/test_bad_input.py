@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ CASES: list[tuple[str, str, dict[str, Any], Any, Any, type[Exception], str]] = [
         "d",
     ),
     ("float-indices", "update", {}, np.zeros((2, 3), np.int32), [0.0, 1.0], InvalidIndexError, "d"),
+    # Were a raw TypeError and a raw ValueError from the index normalisation.
+    ("float-slice-bound", "update", {}, np.zeros((2, 3), np.int32), slice(1.5, 3), InvalidIndexError, "d"),
+    ("zero-slice-step", "update", {}, np.zeros((2, 3), np.int32), slice(0, 3, 0), InvalidIndexError, "d"),
     ("2d-indices", "update", {}, np.zeros((2, 3), np.int32), [[0], [1]], InvalidIndexError, "d"),
     (
         "mask-wrong-length",
@@ -271,3 +275,132 @@ def test_numbers_still_convert_among_themselves(backend: Backend) -> None:
     backend.saver(name="f", dtype="f8").save(np.array([[True, False, True]]))
     backend.saver(name="f").save(np.array([[1, 2, 3]], dtype="u2"))
     np.testing.assert_array_equal(backend.read("f"), [[1.0, 0.0, 1.0], [1.0, 2.0, 3.0]])
+
+
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for bytes yet
+@pytest.mark.parametrize(
+    "fill_value, dtype",
+    [
+        (1.5, "i4"),  # was stored as 1
+        (300, "u1"),  # HDF5 stored 255
+        (-1, "u4"),  # HDF5 stored 0
+        (np.nan, "i4"),  # HDF5 stored INT_MIN
+        (b"abc", "S2"),  # was stored as b"ab"
+        ("abc", "S2"),  # text into bytes, as for data
+        (2.5, "bool"),  # zarr stored True
+        (1e300, "f4"),  # a finite value becoming infinite
+    ],
+    ids=repr,
+)
+def test_a_fill_value_the_dtype_cannot_hold_is_refused_before_writing(
+    backend: Backend, fill_value: Any, dtype: str
+) -> None:
+    backend.saver(name="d", chunks=4).save(EXISTING)
+    before = snapshot(backend.root)
+    saver = backend.saver("update", name="new", shape=(2,), dtype=dtype, fill_value=fill_value)
+    with pytest.raises(DatasetSpecError) as info:
+        saver.save(np.zeros(1, dtype), 0)
+    assert f"fill_value={fill_value!r}" in str(info.value)
+    assert str(np.dtype(dtype)) in str(info.value)
+    with pytest.raises(DatasetSpecError):  # by the append approach, and by reserve(), too
+        backend.saver(name="new", dtype=dtype, fill_value=fill_value).save(np.zeros(1, dtype))
+    with pytest.raises(DatasetSpecError):
+        backend.saver("update", name="new", fill_value=fill_value).reserve(2, (), dtype)
+    assert snapshot(backend.root) == before
+
+
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for bytes yet
+@pytest.mark.parametrize(
+    "fill_value, dtype, expected",
+    [(np.nan, "f4", np.nan), (0, "u1", 0), (255, "u1", 255), (b"ab", "S2", b"ab"), (True, "bool", True),
+     (-3, "f8", -3.0)],
+    ids=repr,
+)
+def test_a_fill_value_the_dtype_holds_unchanged_is_accepted(
+    backend: Backend, fill_value: Any, dtype: str, expected: Any
+) -> None:
+    backend.saver("update", name="d", shape=(2,), dtype=dtype, fill_value=fill_value).save(
+        np.zeros(1, dtype), 0
+    )
+    np.testing.assert_array_equal(backend.read("d")[1:], np.array([expected], dtype))
+
+
+def test_a_nat_fill_value_fills_a_datetime_dataset(tmp_path: Path) -> None:
+    from zsaver import ZarrSaver  # HDF5 has no datetime type: zarr only
+
+    saver = ZarrSaver(tmp_path, "t", "update", shape=(2,), dtype="M8[ns]", fill_value=np.datetime64("NaT"))
+    saver.save(np.array(["2026-01-01"], dtype="M8[s]"), 0)
+    assert np.isnat(saver.array[1])
+
+
+def test_structured_subarray_fields_of_another_shape_are_refused_by_name(tmp_path: Path) -> None:
+    # zarr refuses subarray fields in a dtype: HDF5 only. Were numpy's raw ValueError
+    # ((2,) into (3,)) and a silent broadcast (a scalar into (2,)).
+    from zsaver import HDF5Saver
+
+    path = tmp_path / "s.h5"
+    HDF5Saver(path, "s").save(np.zeros(1, [("a", "f8", (3,)), ("b", "i4", (2,))]))
+    before = snapshot(tmp_path)
+    with pytest.raises(DTypeMismatchError, match=r"field 'a' holds values of shape \(3,\).*\(2,\)"):
+        HDF5Saver(path, "s").save(np.ones(1, [("a", "f8", (2,)), ("b", "i4", (2,))]))
+    with pytest.raises(DTypeMismatchError, match=r"field 'b' holds values of shape \(2,\).*\(\)"):
+        HDF5Saver(path, "s").save(np.zeros(1, [("a", "f8", (3,)), ("b", "i4")]))
+    assert snapshot(tmp_path) == before
+    swapped = np.ones(1, [("b", "i2", (2,)), ("a", "f4", (3,))])  # same shapes, by name
+    HDF5Saver(path, "s").save(swapped)
+    assert HDF5Saver(path, "s").row_spec() is not None and len(HDF5Saver(path, "s")) == 2
+
+
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for strings yet
+def test_non_ascii_bytes_into_a_variable_length_text_dataset_are_refused_by_name(tmp_path: Path) -> None:
+    # Was numpy's raw "TypeError: function takes exactly 5 arguments" (HDF5: no such type).
+    from zsaver import ZarrSaver
+
+    ZarrSaver(tmp_path, "t", dtype=str).save(np.array(["ok"]))
+    before = snapshot(tmp_path)
+    with pytest.raises(DTypeMismatchError, match=r"'t' has dtype StringDType\(\); got data of dtype \|S3"):
+        ZarrSaver(tmp_path, "t").save(np.array([b"\xe9t\xe9"]))
+    assert snapshot(tmp_path) == before
+    ZarrSaver(tmp_path, "t").save(np.array([b"abc"]))  # ASCII bytes are text
+    assert ZarrSaver(tmp_path, "t").array[...].tolist() == ["ok", "abc"]
+
+
+def test_a_complex_part_that_overflows_is_refused_beside_a_nan_part(backend: Backend) -> None:
+    # np.isfinite(nan+1e300j) is False, which hid the imaginary part becoming inf.
+    backend.saver(name="c", dtype="c8").save(np.array([1 + 1j]))
+    before = snapshot(backend.root)
+    for value in (complex(np.nan, 1e300), complex(1e300, np.nan)):
+        with pytest.raises(DTypeMismatchError, match="do not fit in complex64"):
+            backend.saver(name="c").save(np.array([value]))
+    assert snapshot(backend.root) == before
+    backend.saver(name="c").save(np.array([complex(np.nan, 2.0)]))  # NaN itself is a value
+    assert np.isnan(backend.read("c")[1].real) and backend.read("c")[1].imag == 2.0
+
+
+@pytest.mark.parametrize("chunks", [True, 2.5, (2.5, 3), (2, True), "rows", []], ids=repr)
+def test_chunks_of_the_wrong_kind_are_refused_not_coerced(backend: Backend, chunks: Any) -> None:
+    # chunks=True gave 1-row chunks; ZarrSaver(chunks=2.5) raised a raw TypeError.
+    backend.saver(name="d", chunks=4).save(EXISTING)
+    before = snapshot(backend.root)
+    with pytest.raises(DatasetSpecError, match=r"chunks= expects rows per chunk.*; got " + re.escape(repr(chunks))):
+        backend.saver(name="new", chunks=chunks).save(np.zeros((3, 3)))
+    assert snapshot(backend.root) == before
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"shape": (3.5,)}, r"shape= expects a tuple of ints.*\(3\.5,\)"),  # became 3 rows
+        ({"shape": 3.0}, r"shape= expects a tuple of ints.*3\.0"),
+        ({"shape": (True, 3)}, r"shape= expects a tuple of ints"),
+        ({"allow_resize": "no"}, r"allow_resize= expects True or False; got 'no' \(str\)"),  # was truthy
+        ({"allow_resize": 0}, r"allow_resize= expects True or False; got 0 \(int\)"),
+    ],
+    ids=["float-size", "float-shape", "bool-size", "str-allow-resize", "int-allow-resize"],
+)
+def test_shape_and_allow_resize_of_the_wrong_kind_are_refused_when_the_saver_is_made(
+    backend: Backend, options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(SaverOptionError, match=match):
+        backend.saver("update", **options)
+    assert snapshot(backend.root) == {}

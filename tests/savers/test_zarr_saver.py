@@ -348,3 +348,40 @@ def test_overwrite_on_a_store_without_deletes_is_refused_by_name_and_keeps_the_d
     ZarrSaver(store, "new", "overwrite").save(np.array([1.0]))  # nothing to replace: fine
     np.testing.assert_array_equal(zarr.open_array(store, path="a")[:], np.arange(3.0))
     store.close()
+
+
+@pytest.mark.parametrize(
+    "shards, row_shape, dtype, chunks",
+    [
+        ((1000, 8), (8,), "f4", (1000, 8)),  # the 1 MiB default (32768 rows) holds the shard
+        ((1000, 1000), (1000,), "f8", (125, 1000)),  # 131 rows by default: 125 divides 1000
+        ((997, 1000), (1000,), "f8", (1, 1000)),  # a prime number of rows per shard
+        ({"shape": (1000, 1000), "index_location": "start"}, (1000,), "f8", (125, 1000)),
+        ((1000, 4), (8,), "f4", (1000, 4)),  # a shard narrower than a row: chunks as narrow
+    ],
+    ids=["small-rows", "big-rows", "prime", "dict", "narrow-shard"],
+)
+def test_shards_without_chunks_get_default_chunks_that_divide_them(
+    tmp_path: Path, shards: Any, row_shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...]
+) -> None:
+    # Was always refused: the default chunk (about 1 MiB of rows) did not divide the shard.
+    data = np.arange(3 * int(np.prod(row_shape)), dtype=dtype).reshape(3, *row_shape)
+    saver = ZarrSaver(tmp_path, "d", shards=shards)
+    saver.save(data)
+    saver.save(data)
+    shard_shape = shards["shape"] if isinstance(shards, dict) else shards
+    assert (saver.array.chunks, saver.array.shards) == (chunks, tuple(shard_shape))
+    assert saver.row_chunk == shard_shape[0]
+    np.testing.assert_array_equal(saver.array[...], np.concatenate([data, data]))
+
+
+@pytest.mark.filterwarnings("ignore:Automatic shard shape inference is experimental")
+def test_auto_shards_are_sized_from_the_shape_at_creation(tmp_path: Path) -> None:
+    # zarr sizes "auto" shards from the array's shape when it is made: an appended
+    # array starts empty (one chunk per shard), a reserved one has its rows.
+    appended = ZarrSaver(tmp_path, "a", chunks=(100, 8), shards="auto")
+    appended.save(np.zeros((10, 8), "f4"))
+    assert appended.array.shards == (100, 8)
+    reserved = ZarrSaver(tmp_path, "r", "update", chunks=(100, 8), shards="auto")
+    reserved.reserve(100_000, (8,), "f4")
+    assert reserved.array.shards[0] > 100 and reserved.array.shards[0] % 100 == 0

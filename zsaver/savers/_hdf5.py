@@ -25,7 +25,12 @@ from zsaver._filelock import FileLock
 from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
 from zsaver.savers._records import check_record_name, read_sidecar, write_sidecar
 from zsaver.savers._session import DatasetSpec, StagedSaver
-from zsaver.savers._validation import check_options, default_row_chunk
+from zsaver.savers._validation import (
+    check_chunks,
+    check_fill_value,
+    check_options,
+    default_row_chunk,
+)
 
 CREATE_OPTIONS = frozenset(
     {
@@ -197,30 +202,46 @@ class HDF5Saver(StagedSaver):
     def _creation_kwargs(self, shape: tuple[int, ...], data_dtype: np.dtype) -> dict[str, Any]:
         kwargs = {k: v for k, v in self._options.items() if k != "attributes"}
         dtype = np.dtype(kwargs.pop("dtype", data_dtype))
-        chunks = kwargs.pop("chunks", None)
+        # h5py would read chunks=True as "auto" and truncate 2.5: refuse both.
+        chunks = check_chunks(kwargs.pop("chunks", None), self.dataset_name, auto=False)
         if chunks is None:
             chunks = default_row_chunk(shape[1:], dtype)
-        if isinstance(chunks, (int, np.integer)):
-            chunks = (int(chunks), *shape[1:])
+        if isinstance(chunks, int):
+            chunks = (chunks, *shape[1:])
         if "fill_value" in kwargs:
             kwargs["fillvalue"] = kwargs.pop("fill_value")
         return dict(kwargs, dtype=dtype, chunks=tuple(chunks), maxshape=(None, *shape[1:]))
 
-    def _make(self, f: h5py.File, shape: tuple[int, ...], data_dtype: np.dtype) -> h5py.Dataset:
-        ds = f.create_dataset(
-            self.dataset_name, shape=shape, **self._creation_kwargs(shape, data_dtype)
-        )
+    def _make(
+        self, f: h5py.File, shape: tuple[int, ...], data_dtype: np.dtype, fill: bool = True
+    ) -> h5py.Dataset:
+        kwargs = self._creation_kwargs(shape, data_dtype)
+        if not fill:
+            kwargs.pop("fillvalue", None)
+        ds = f.create_dataset(self.dataset_name, shape=shape, **kwargs)
         for key, value in (self._options.get("attributes") or {}).items():
             ds.attrs[key] = value
         return ds
 
     def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
+        fill_value = self._options.get("fill_value")
+        spec = self._dry_run(shape, data_dtype, fill=False)
+        if fill_value is not None:
+            # Checked by the rule for data (h5py would store 300 as 255 in a uint8
+            # dtype, NaN as INT_MIN in an int one), then h5py has its say.
+            check_fill_value(fill_value, spec.dtype, self.dataset_name)
+            spec = self._dry_run(shape, data_dtype, fill=True)
+        return spec
+
+    def _dry_run(self, shape: tuple[int, ...], data_dtype: np.dtype, fill: bool) -> DatasetSpec:
         # Dry run in an in-memory HDF5 file: h5py checks every option, no byte hits disk.
         probe = f"zsaver-probe-{os.getpid()}-{next(_probe_names)}"
         try:
             with h5py.File(probe, "w", driver="core", backing_store=False) as f:
-                ds = self._make(f, shape, data_dtype)
+                ds = self._make(f, shape, data_dtype, fill=fill)
                 return DatasetSpec(np.dtype(ds.dtype), tuple(shape[1:]), int(ds.chunks[0]))
+        except DatasetSpecError:  # ours, already naming the option
+            raise
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.dataset_name!r}: h5py refuses the creation options "

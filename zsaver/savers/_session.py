@@ -31,6 +31,7 @@ from zsaver.savers._validation import (
     as_array,
     check_row_shape,
     is_single_index,
+    needs_current_length,
     normalize_indices,
     rows_for_indices,
 )
@@ -58,8 +59,13 @@ class StagedSaver(Saver):
 
     def __init__(self, approach: str, *, allow_resize: bool, create_shape: Any) -> None:
         self.approach = normalize_approach(approach)
+        if not isinstance(allow_resize, (bool, np.bool_)):
+            raise SaverOptionError(
+                f"{type(self).__name__}: allow_resize= expects True or False; got "
+                f"{allow_resize!r} ({type(allow_resize).__name__})"
+            )
         self.allow_resize = bool(allow_resize)
-        self._create_shape = None if create_shape is None else _as_shape(create_shape)
+        self._create_shape = None if create_shape is None else _as_shape(create_shape, type(self).__name__)
         self._init_session_state()
 
     def _init_session_state(self) -> None:
@@ -268,6 +274,7 @@ class StagedSaver(Saver):
 
     def _prepare_update(self, arr: np.ndarray, indices: Any) -> tuple[np.ndarray, np.ndarray]:
         single = is_single_index(indices)
+        looked = self._spec is None  # the length is read afresh below
         if self._spec is None and not self._open_spec():
             if self._create_shape is None:
                 raise DatasetNotFoundError(
@@ -282,17 +289,27 @@ class StagedSaver(Saver):
             )
             self._create(shape, arr.dtype, replace=False)
         assert self._spec is not None
+        if not looked and needs_current_length(indices, self._logical_length()):
+            # -1, a mask or an open slice count from the end as it is now: another
+            # writer may have appended since we looked.
+            self._look_again()
         try:
             positions = self._positions(indices, self._logical_length())
         except RowIndexError:
             # Another process may have appended since we looked: look once more.
-            fresh = self._disk_length() or 0
-            if fresh <= self._length:
+            if not self._look_again():
                 raise
-            self._length = fresh
             positions = self._positions(indices, self._logical_length())
         rows = rows_for_indices(arr, positions, single, self._spec.row_shape, self.name)
         return positions, self._validated_rows(rows, self._spec)
+
+    def _look_again(self) -> bool:
+        """Take in rows other writers appended since we looked; whether there were any."""
+        fresh = self._disk_length() or 0
+        if fresh <= self._length:
+            return False
+        self._length = fresh
+        return True
 
     # --- runner support ----------------------------------------------------------
 
@@ -321,10 +338,21 @@ class StagedSaver(Saver):
         self._grow_to(int(n_rows))
 
 
-def _as_shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    out = tuple(int(x) for x in shape)
+def _as_shape(shape: Any, saver: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints; sizes that are no ints (3.5, True) are refused, not truncated."""
+    sizes = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        items = tuple(sizes)
+        what = f"sizes of type {', '.join(sorted({type(x).__name__ for x in items}))}"
+    except TypeError:  # not a sequence
+        items, what = (shape,), type(shape).__name__
+    if not all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in items
+    ):
+        raise SaverOptionError(
+            f"{saver}: shape= expects a tuple of ints (rows, ...); got {shape!r} ({what})"
+        )
+    out = tuple(int(x) for x in items)
     if not out or any(x < 0 for x in out):
         raise ShapeMismatchError(f"shape= must be a non-empty tuple of sizes >= 0; got {shape!r}")
     return out

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zsaver._casting import can_store, cast_rows
 from zsaver.errors import (
+    DatasetSpecError,
     DTypeMismatchError,
     DuplicateIndexError,
     InvalidIndexError,
@@ -75,6 +77,102 @@ def default_row_chunk(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // row_bytes)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_chunks(chunks: Any, dataset: str, *, auto: bool) -> int | tuple[int, ...] | str | None:
+    """``chunks`` if it is rows per chunk or a chunk shape of ints >= 1 (or None; "auto" if ``auto``).
+
+    Anything else (True, 2.5, a shape holding a float) raises DatasetSpecError
+    instead of being coerced by zarr or h5py.
+
+    Example:
+        >>> check_chunks([4, 3], "d", auto=False)
+        (4, 3)
+    """
+    if chunks is None or (auto and isinstance(chunks, str) and chunks == "auto"):
+        return chunks
+    if _is_int(chunks) and chunks >= 1:
+        return int(chunks)
+    shape = list(chunks) if isinstance(chunks, np.ndarray) and chunks.ndim == 1 else chunks
+    if isinstance(shape, (tuple, list)) and shape and all(_is_int(x) and x >= 1 for x in shape):
+        return tuple(int(x) for x in shape)
+    also = ', or "auto"' if auto else ""
+    raise DatasetSpecError(
+        f"dataset {dataset!r}: chunks= expects rows per chunk (an int >= 1) or a chunk shape "
+        f"(a tuple of ints >= 1){also}; got {chunks!r} ({type(chunks).__name__})"
+    )
+
+
+def check_fill_value(fill_value: Any, dtype: np.dtype, dataset: str) -> None:
+    """Raise DatasetSpecError unless ``fill_value`` is stored in ``dtype`` unchanged.
+
+    The rule for data applies (:func:`zsaver._casting.cast_rows`): 1.5 does not
+    fit an integer dtype, nor 300 a uint8 or "abc" an S2; NaN fits a float dtype
+    and NaT a datetime one. A tuple fills a structured dtype field by field.
+
+    Example:
+        >>> check_fill_value(np.nan, np.dtype("f4"), "d")
+        >>> check_fill_value(300, np.dtype("u1"), "d")
+        Traceback (most recent call last):
+        ...
+        zsaver.errors.DatasetSpecError: dataset 'd': fill_value=300 cannot be stored in dtype uint8 unchanged: 300 is outside the range of uint8 (0 to 255)
+    """
+    if fill_value is None:  # the backend's default fill value
+        return
+    why = _fill_problem(fill_value, dtype)
+    if why is not None:
+        raise DatasetSpecError(
+            f"dataset {dataset!r}: fill_value={fill_value!r} cannot be stored in dtype "
+            f"{dtype} unchanged: {why}"
+        )
+
+
+def _fill_problem(fill_value: Any, dtype: np.dtype) -> str | None:
+    """Why ``fill_value`` cannot fill ``dtype`` unchanged, or None if it can."""
+    if dtype.names is not None and isinstance(fill_value, tuple):
+        if len(fill_value) != len(dtype.names):
+            return f"got {len(fill_value)} values for {len(dtype.names)} fields"
+        for name, value in zip(dtype.names, fill_value, strict=True):
+            field = dtype.fields[name][0]  # type: ignore[index]
+            if np.shape(value) not in ((), field.shape):
+                return (
+                    f"field {name!r} holds values of shape {field.shape}; got a value of "
+                    f"shape {np.shape(value)}"
+                )
+            why = _fill_problem(value, field.base)
+            if why is not None:
+                return f"{why} (in field {name!r})"
+        return None
+    if _is_int(fill_value) and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not info.min <= int(fill_value) <= info.max:
+            return f"{int(fill_value)} is outside the range of {dtype} ({info.min} to {info.max})"
+    try:
+        value = np.asarray(fill_value)
+    except (ValueError, OverflowError) as exc:  # ragged sequences, ints past 64 bits
+        return f"expected a single value numpy can hold ({exc})"
+    if value.dtype == object or value.ndim != 0:
+        return f"expected a single value; got one of dtype {value.dtype} and shape {value.shape}"
+    if value.dtype.kind in "iu":
+        # A value, not typed data: 0 fills a uint8 dataset although int64 data may not.
+        value = value.astype(np.min_scalar_type(value))
+    if value.dtype.fields is None and not can_store(value.dtype, dtype):
+        return (
+            f"a value of dtype {value.dtype} does not convert to {dtype} by the rule for data "
+            "(numbers, text, durations and dates do not convert into one another; numpy "
+            "'same_kind' casting decides within a kind)"
+        )
+    try:
+        cast_rows(value, dtype, "the dataset")
+    except DTypeMismatchError as exc:
+        if value.dtype.fields is not None:
+            return str(exc)
+        return f"the value would change in {dtype} (overflow, wrap-around or truncation)"
+    return None
+
+
 def check_options(options: dict[str, Any], allowed: frozenset[str], saver: str) -> None:
     """Refuse unknown keyword options instead of silently ignoring them."""
     unknown = sorted(set(options) - allowed)
@@ -107,6 +205,8 @@ def _slice_positions(indices: slice, length: int, allow_resize: bool) -> np.ndar
     """
     step = 1 if indices.step is None else operator.index(indices.step)
     stop = indices.stop if indices.stop is None else operator.index(indices.stop)
+    if step == 0:
+        raise ValueError("slice step cannot be zero")
     if not allow_resize or step <= 0 or stop is None or stop <= length:
         return np.arange(*indices.indices(length), dtype=np.int64)
     start = 0 if indices.start is None else operator.index(indices.start)
@@ -134,7 +234,13 @@ def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset:
     if is_single_index(indices):
         positions = np.array([_in_int64(operator.index(indices), length, dataset)], dtype=np.int64)
     elif isinstance(indices, slice):
-        return _slice_positions(indices, length, allow_resize)  # in range, no duplicates
+        try:
+            return _slice_positions(indices, length, allow_resize)  # in range, no duplicates
+        except (TypeError, ValueError) as exc:  # float bounds, a zero step
+            raise InvalidIndexError(
+                f"dataset {dataset!r}: expected a slice of ints with a non-zero step; "
+                f"got {indices!r} ({exc})"
+            ) from None
     else:
         try:
             raw = np.asarray(indices)
@@ -183,6 +289,41 @@ def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset:
     return positions
 
 
+def needs_current_length(indices: Any, length: int) -> bool:
+    """Whether the rows ``indices`` address could change if the dataset had more than ``length`` rows.
+
+    True for negative ints, boolean masks, slices with a negative or open end
+    bound and slices with a bound past ``length``; False for non-negative ints
+    and slices with non-negative bounds within ``length`` (and for indices
+    :func:`normalize_indices` refuses anyway). Int lists past ``length`` raise
+    RowIndexError there, which says as much.
+
+    Example:
+        >>> needs_current_length(-1, 5), needs_current_length(slice(2, 5), 5)
+        (True, False)
+        >>> needs_current_length(slice(2, None), 5), needs_current_length(slice(2, 7), 5)
+        (True, True)
+    """
+    if is_single_index(indices):
+        return bool(indices < 0)
+    if isinstance(indices, slice):
+        start, stop, step = indices.start, indices.stop, indices.step
+        if not all(b is None or _is_int(b) for b in (start, stop, step)):
+            return False
+        if any(b is not None and (b < 0 or b > length) for b in (start, stop)):
+            return True
+        return stop is None if (step is None or step > 0) else start is None
+    if indices is None or isinstance(indices, (str, bytes)):
+        return False
+    try:
+        raw = np.asarray(indices)
+    except ValueError:
+        return False
+    if raw.dtype == bool:
+        return True
+    return raw.dtype.kind == "i" and raw.size > 0 and bool(raw.min() < 0)
+
+
 def rows_for_indices(
     arr: np.ndarray, positions: np.ndarray, single: bool, row_shape: tuple[int, ...], dataset: str
 ) -> np.ndarray:
@@ -200,10 +341,13 @@ def rows_for_indices(
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "as_array",
+    "check_chunks",
+    "check_fill_value",
     "check_options",
     "check_row_shape",
     "default_row_chunk",
     "is_single_index",
+    "needs_current_length",
     "normalize_indices",
     "rows_for_indices",
 ]

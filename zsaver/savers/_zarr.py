@@ -32,7 +32,12 @@ from zsaver.savers._records import read_store_record, write_store_record
 from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._staging import ChunkUpdate
 from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
-from zsaver.savers._validation import check_options, default_row_chunk
+from zsaver.savers._validation import (
+    check_chunks,
+    check_fill_value,
+    check_options,
+    default_row_chunk,
+)
 
 #: Options passed on to ``zarr.create_array`` when the saver creates the array.
 CREATE_OPTIONS = frozenset(
@@ -462,15 +467,15 @@ class ZarrSaver(StagedSaver):
         kwargs = dict(self._options)
         kwargs.setdefault("dtype", data_dtype)
         kwargs["zarr_format"] = self._hierarchy_format(kwargs.get("zarr_format"))
-        chunks = kwargs.get("chunks")
-        if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
+        chunks = check_chunks(kwargs.get("chunks"), self.path, auto=True)
+        if chunks is None or chunks == "auto":
             try:
                 itemsize_dtype = np.dtype(kwargs["dtype"])
             except TypeError:
                 itemsize_dtype = data_dtype
-            chunks = default_row_chunk(shape[1:], itemsize_dtype)
-        if isinstance(chunks, (int, np.integer)):
-            chunks = (int(chunks), *shape[1:])
+            chunks = _default_chunks(shape[1:], itemsize_dtype, kwargs.get("shards"))
+        if isinstance(chunks, int):
+            chunks = (chunks, *shape[1:])
         kwargs["chunks"] = tuple(chunks)
         return kwargs
 
@@ -503,21 +508,30 @@ class ZarrSaver(StagedSaver):
         return existing
 
     def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
-        # A dry run in memory: zarr validates every option, nothing touches the store.
         kwargs = self._creation_kwargs(shape, data_dtype)
+        fill_value = kwargs.pop("fill_value", None)
+        probe = self._dry_run(shape, kwargs)
+        if fill_value is not None:
+            # Checked by the rule for data (zarr would store 1.5 as 1 in an int
+            # dtype), then zarr has its say on the value too.
+            check_fill_value(fill_value, np.dtype(probe.dtype), self.path)
+            probe = self._dry_run(shape, dict(kwargs, fill_value=fill_value))
+        return DatasetSpec(
+            np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
+        )
+
+    def _dry_run(self, shape: tuple[int, ...], kwargs: dict[str, Any]) -> zarr.Array:
+        """The array ``kwargs`` make, created in memory: zarr validates every option."""
         try:
             memory = zarr.storage.MemoryStore()
             zarr.create_array(memory, shape=shape, **kwargs)
             # As reopened: zarr 3 stores a big-endian dtype as the native one.
-            probe = zarr.open_array(memory, mode="r")
+            return zarr.open_array(memory, mode="r")
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
                 f"{kwargs} for shape {shape}: {exc}"
             ) from exc
-        return DatasetSpec(
-            np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
-        )
 
     def _holds_node(self, path: str, kind: str) -> bool:
         """Whether zarr metadata of a ``kind`` ("array" or "group") node is stored at ``path``."""
@@ -787,6 +801,39 @@ class ZarrSaver(StagedSaver):
         from zsaver.savers._configs import zarr_saver_config  # that module imports this one
 
         return zarr_saver_config(self)
+
+
+def _default_chunks(row_shape: tuple[int, ...], dtype: np.dtype, shards: Any) -> tuple[int, ...]:
+    """About 1 MiB of whole rows; with explicit ``shards``, a chunk shape that divides them.
+
+    The rows per chunk are then the largest divisor of the shard's rows not above
+    the 1 MiB default, and an axis whose row size does not divide the shard's takes
+    the shard's size. ``shards="auto"`` (or none) keeps the 1 MiB default.
+    """
+    shard = shards.get("shape") if isinstance(shards, dict) else shards
+    if not (
+        isinstance(shard, (tuple, list))
+        and len(shard) == len(row_shape) + 1
+        and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1 for x in shard)
+    ):
+        return (default_row_chunk(row_shape, dtype), *row_shape)  # zarr judges odd shards
+    trailing = tuple(
+        int(r) if r and int(s) % r == 0 else int(s) for r, s in zip(row_shape, shard[1:], strict=True)
+    )
+    return (_largest_divisor(int(shard[0]), default_row_chunk(trailing, dtype)), *trailing)
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` that is at most ``limit`` (at least 1)."""
+    best = 1
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            for q in (d, n // d):
+                if best < q <= limit:
+                    best = q
+        d += 1
+    return best
 
 
 def _batches(
