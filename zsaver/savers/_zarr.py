@@ -562,22 +562,27 @@ class ZarrSaver(StagedSaver):
                 "there, which is left as it is (choose another dataset_name)"
             )
 
+    def _check_creatable(self, replace: bool) -> None:
+        """Refuse a dataset that cannot be created (or replaced) at its path."""
+        if replace:
+            self._refuse_group()  # overwrite replaces an array, never a group and its arrays
+            if not self._store.supports_deletes and self._open() is not None:
+                raise DatasetSpecError(
+                    f"dataset {self.path!r}: the overwrite approach replaces the existing "
+                    f"array, but {type(self._store).__name__} cannot delete keys; expected "
+                    "a store with deletes (or a new dataset_name); nothing was written"
+                )
+        self._refuse_array_parent()
+
     def _create(self, shape: tuple[int, ...], data_dtype: np.dtype, replace: bool) -> None:
+        self._check_creatable(replace)  # before the lock, whose file would be written first
         with self._locks.dataset():
-            if replace:
-                self._refuse_group()  # overwrite replaces an array, never a group and its arrays
-                if not self._store.supports_deletes and self._open() is not None:
-                    raise DatasetSpecError(
-                        f"dataset {self.path!r}: the overwrite approach replaces the existing "
-                        f"array, but {type(self._store).__name__} cannot delete keys; expected "
-                        "a store with deletes (or a new dataset_name); nothing was written"
-                    )
-            else:
+            if not replace:
                 existing = self._open()
                 if existing is not None:
                     self._adopt(existing)
                     return
-            self._refuse_array_parent()
+            self._check_creatable(replace)  # again: another writer may have changed the path
             zarr.create_array(
                 self._store,
                 name=self.path,

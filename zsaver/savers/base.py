@@ -45,8 +45,9 @@ class Saver(abc.ABC):
     def save(self, data: npt.ArrayLike, indices: Any = None, **kwargs: Any) -> None:
         """Persist ``data`` (rows along axis 0); ``indices`` places them (update approach).
 
-        Raises a subclass of ValueError, TypeError or IndexError on bad input,
-        in which case nothing has been written.
+        Raises a subclass of ValueError, TypeError or IndexError on bad input
+        (``DatasetNotFoundError``, a FileNotFoundError, for an update of a dataset
+        that does not exist), in which case nothing has been written.
         """
 
     def flush(self) -> None:

@@ -62,7 +62,8 @@ class TaskManager:
         task: a Task instance or subclass, or a function ``fn(item, **kwargs)``.
         executor: ``"serial"``, ``"threads"``, ``"processes"``, any
             :class:`concurrent.futures.Executor`, or a ``dask.distributed.Client``.
-        n_workers: workers for ``"threads"`` / ``"processes"`` (default: CPU count).
+        n_workers: workers for ``"threads"`` / ``"processes"`` (default: the CPU count
+            for ``"processes"``, ``min(32, CPU count + 4)`` for ``"threads"``).
         batch_size: items sent to a worker at once (default: chosen from
             ``save_interval``, the item count and the workers).
 
@@ -118,7 +119,8 @@ class TaskManager:
         NaN for floats, 0 for ints, "" for strings) and the failure is recorded.
         ``write="workers"`` makes each worker write its rows itself (needs
         ``saver.clone`` and ``saver.row_chunk``). ``max_in_flight`` bounds the
-        batches submitted and not yet saved (default: 2 per worker + 1).
+        batches submitted and not yet saved (default: 1 with a single worker, else 2 per
+        worker + 1).
         """
         if not _is_int(save_interval) or save_interval < 1:
             raise ValueError(f"save_interval must be a positive int; got {save_interval!r}")
