@@ -72,10 +72,11 @@ def rewrite_shard(
                     if name not in new and name not in deleted:
                         members.append((name, handle.read(name) or b""))
             members.extend(sorted(new.items()))
+            made: list[str] = []
             if members:
                 tmp = f"{shard_path}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
                 try:
-                    store._container.write(tmp, members)
+                    made = _write_new_shard(store, tmp, members, stop=array_dir)
                     os.replace(tmp, shard_path)
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):
@@ -84,6 +85,8 @@ def rewrite_shard(
             elif handle is not None:  # every member deleted: no shard at all
                 os.unlink(shard_path)
             fsync_dir(os.path.dirname(shard_path))
+            for directory in made:  # deepest first: each new directory's entry in its parent
+                fsync_dir(os.path.dirname(directory))
         finally:
             if handle is not None:
                 store._cache.release(handle)
@@ -95,6 +98,35 @@ def rewrite_shard(
                     dirs.add(os.path.dirname(path))
             _remove_empty_dirs(dirs, stop=array_dir)
     return True
+
+
+def _write_new_shard(
+    store: ShardedStoreBase, tmp: str, members: list[tuple[str, bytes]], stop: str
+) -> list[str]:
+    """Write ``members`` to the shard file ``tmp``; return the directories created for it.
+
+    A shard's directory may not exist yet: with ``write_direct`` no loose chunk
+    made it (nested layouts keep shards in index subdirectories), or a
+    consolidation of a sibling shard removed it once empty. It is created, and
+    created again if such a removal races with the write.
+    """
+    made: list[str] = []
+    directory = os.path.dirname(tmp)
+    for attempt in range(20):
+        try:
+            store._container.write(tmp, members)
+            return made
+        except FileNotFoundError:
+            if attempt == 19 or os.path.isdir(directory):
+                raise  # not a missing directory
+        missing = directory
+        while not os.path.isdir(missing) and missing.startswith(stop + os.sep):
+            if missing not in made:
+                made.append(missing)
+            missing = os.path.dirname(missing)
+        with contextlib.suppress(FileNotFoundError):
+            os.makedirs(directory, exist_ok=True)
+    return made  # not reached
 
 
 def _sig_or_none(path: str) -> Signature | None:

@@ -58,6 +58,13 @@ def convert(
     no-op). Killing it at any instant loses nothing; run it again with the same
     ``to`` to finish.
 
+    ``chunks_per_shard`` is the target's grouping (default: the source store's, or
+    ``(64,)`` from a plain tree). It is always validated, but ignored for
+    ``to="plain"``, which has no shards. A sharded source keeps its grouping when
+    its container changes: asking for another one raises ``StoreConfigError``
+    (convert to "plain" first, then back). Every such refusal comes before the
+    journal is written, so it leaves the directory as it was.
+
     Example:
         >>> import tempfile, zarr
         >>> from zsaver.stores import open_store
@@ -97,11 +104,16 @@ def convert(
         _from_nested(root, to, journal, marker, workers=workers, client=client, progress=progress)
         return
     if journal is None:
-        source = marker["container"] if marker else "plain"
+        source = marker.get("container") if marker else "plain"
+        if source not in TARGETS:
+            raise StoreConfigError(f"{root}/{MARKER_NAME} names an unknown container {source!r}")
         cps = marker.get("chunks_per_shard") if marker else None
-        if chunks_per_shard is not None:
+        # Everything is checked before the journal is written: a refusal leaves the
+        # directory untouched. "plain" has no shards, so chunks_per_shard is ignored
+        # for it (the source store is opened with the grouping it was written with).
+        if chunks_per_shard is not None and to != "plain":
             wanted = list(normalize_chunks_per_shard(chunks_per_shard))
-            if marker and cps != wanted and to != "plain":
+            if marker and cps != wanted:
                 raise StoreConfigError(
                     f"{root} is sharded with chunks_per_shard={cps}; convert to 'plain' first "
                     f"to regroup it with {wanted}"

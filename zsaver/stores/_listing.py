@@ -102,23 +102,31 @@ class ShardListingMixin:
         return {"loose": loose_chunks, "in_shards": len(in_shards - loose)}
 
     def _scan(self, prefix: str) -> tuple[set[str], set[str]]:
-        """(loose keys, keys inside shards and not deleted), both starting with ``prefix``."""
+        """(loose keys, keys inside shards and not deleted), both starting with ``prefix``.
+
+        Every loose file is collected first and the shard indexes are read only
+        after the whole walk. Consolidation renames a new shard in before it
+        removes the loose files it absorbed, so a chunk the walk missed (absorbed
+        meanwhile) is in the shard read afterwards: a chunk that exists for the
+        whole listing is always listed, even while other processes consolidate.
+        """
         self._ensure_open_sync()
         base = self._walk_base(prefix)
         loose: set[str] = set()
         in_shards: set[str] = set()
         tombstones: set[str] = set()
+        shard_files: list[str] = []
         for _, name, key in walk_keys(self._root, self._path(base)):
             if name.endswith(TEMP_SUFFIX):
                 continue
             if name.endswith(TOMBSTONE_SUFFIX):
                 tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
-                continue
-            members = self._shard_members(key)
-            if members is None:
-                loose.add(key)
+            elif self._is_shard_file(key):
+                shard_files.append(key)
             else:
-                in_shards.update(members)
+                loose.add(key)
+        for key in shard_files:  # after the walk: see the docstring
+            in_shards.update(self._shard_members(key) or ())
         if self._buffer:
             with self._buffer_lock:
                 # chunks buffered by write_direct count as loose until flushed into their shard
@@ -161,8 +169,8 @@ class ShardListingMixin:
                 return "/".join(parts[:i])
         return "/".join(parts)
 
-    def _shard_members(self, file_key: str) -> list[str] | None:
-        """Chunk keys held by the shard file at ``file_key``, or None if it is not a shard."""
+    def _shard_file_owner(self, file_key: str) -> tuple[str, str, ArrayInfo] | None:
+        """(array path, shard path relative to it, array info) if ``file_key`` names a shard."""
         assert self._layout is not None
         if not file_key.endswith(self._layout.suffix):
             return None
@@ -177,21 +185,34 @@ class ShardListingMixin:
             rel = "/".join(parts[i:])
             if not self._layout.is_shard_path(rel, info.ndim):
                 return None
-            handle = self._cache.acquire(self._path(file_key))
-            if handle is None:
-                return []
-            try:
-                names = list(handle.index)
-            finally:
-                self._cache.release(handle)
-            keys = []
-            for member in names:
-                coords = self._layout.member_coords(rel, member, info.ndim)
-                if coords is not None:
-                    chunk = info.key_of(coords)
-                    keys.append(f"{prefix}/{chunk}" if prefix else chunk)
-            return keys
+            return prefix, rel, info
         return None
+
+    def _is_shard_file(self, file_key: str) -> bool:
+        """Whether ``file_key`` names a shard file (its index is not read)."""
+        return self._shard_file_owner(file_key) is not None
+
+    def _shard_members(self, file_key: str) -> list[str] | None:
+        """Chunk keys held by the shard file at ``file_key``, or None if it is not a shard."""
+        assert self._layout is not None
+        owner = self._shard_file_owner(file_key)
+        if owner is None:
+            return None
+        prefix, rel, info = owner
+        handle = self._cache.acquire(self._path(file_key))
+        if handle is None:
+            return []
+        try:
+            names = list(handle.index)
+        finally:
+            self._cache.release(handle)
+        keys = []
+        for member in names:
+            coords = self._layout.member_coords(rel, member, info.ndim)
+            if coords is not None:
+                chunk = info.key_of(coords)
+                keys.append(f"{prefix}/{chunk}" if prefix else chunk)
+        return keys
 
     def _delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (which ends with '/' or is '')."""

@@ -12,10 +12,15 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from zarr.abc.store import ByteRequest, Store
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.common import concurrent_map
-from zarr.storage._utils import _normalize_byte_range_index
 
 from zsaver._config import to_config, validate_config
 from zsaver.errors import StoreConfigError
@@ -37,6 +42,26 @@ def _with_read_only(store: Store, read_only: bool) -> Store:
         if read_only:
             return store  # the cache's own read-only gate refuses writes first
         raise
+
+
+def _slice_bounds(size: int, byte_range: ByteRequest | None) -> tuple[int, int]:
+    """[start, stop) of ``byte_range`` in a value of ``size`` bytes, clamped to it.
+
+    zarr's ``_normalize_byte_range_index`` gives a negative start for a suffix longer
+    than the value, which a slice reads from the end; a store answers with the whole value.
+    """
+    if byte_range is None:
+        return 0, size
+    if isinstance(byte_range, RangeByteRequest):
+        start, stop = byte_range.start, byte_range.end
+    elif isinstance(byte_range, OffsetByteRequest):
+        start, stop = byte_range.offset, size
+    elif isinstance(byte_range, SuffixByteRequest):
+        start, stop = size - byte_range.suffix, size
+    else:
+        raise TypeError(f"Unexpected byte_range, got {byte_range}.")
+    start = min(max(0, start), size)
+    return start, max(start, min(stop, size))
 
 
 class _CacheState:
@@ -274,7 +299,7 @@ class LRUStoreCache(Store):
             if whole is None:
                 return None
             self._c.values.move_to_end((key, None))
-        start, stop = _normalize_byte_range_index(whole, byte_range)
+        start, stop = _slice_bounds(len(whole), byte_range)
         return whole[start:stop]
 
     # --- reads ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import os
+import stat
 import threading
 import uuid
 import weakref
@@ -103,6 +104,19 @@ def _read_file_or_none(path: str) -> bytes | None:
             return f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+
+
+def _loose_size(path: str) -> int | None:
+    """Size of the regular file at ``path``, or None if there is none (a directory is none).
+
+    A single ``stat``: checking first and reading the size after races with a
+    consolidation removing the loose file it has just absorbed.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _drop_tombstone(path: str) -> None:
@@ -633,8 +647,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
             return False
         if self._buffer and key in self._buffer:
             return True
-        if os.path.isfile(self._path(key)):
+        if _loose_size(self._path(key)) is not None:
             return True
+        # Absorbed by a consolidation since: its new shard was renamed in before.
         ref = self._chunk_ref(key)
         if ref is None or os.path.exists(self._path(key) + TOMBSTONE_SUFFIX):
             return False
@@ -654,8 +669,9 @@ class ShardedStoreBase(ShardListingMixin, Store):
         if entry is not None:
             return len(entry[1])
         path = self._path(key)
-        if os.path.isfile(path):
-            return os.path.getsize(path)
+        size = _loose_size(path)  # one stat: the file may be absorbed into its shard meanwhile
+        if size is not None:
+            return size
         ref = self._chunk_ref(key)
         if ref is not None and not os.path.exists(path + TOMBSTONE_SUFFIX):
             handle = self._cache.acquire(self._shard_path(ref))
@@ -663,9 +679,13 @@ class ShardedStoreBase(ShardListingMixin, Store):
                 try:
                     found = handle.index.get(ref.member)
                     if found is not None:
-                        return found[1] if found[1] >= 0 else len(handle.read(ref.member) or b"")
+                        size = found[1] if found[1] >= 0 else len(handle.read(ref.member) or b"")
                 finally:
                     self._cache.release(handle)
+                if size is not None:
+                    # As in get_sync: a loose file written meanwhile replaces a deleted shard copy.
+                    loose = _loose_size(path)
+                    return size if loose is None else loose
         raise FileNotFoundError(key)
 
     # ---------------------------------------------------------------- write_direct buffer
