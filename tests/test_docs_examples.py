@@ -31,7 +31,14 @@ def _matches(printed: str, shown: str) -> bool:
     return re.fullmatch(pattern, printed.rstrip(), re.S) is not None
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)], ids=lambda p: p.relative_to(ROOT).as_posix())
+# Pages with ``$ zsaver`` examples run in order with them, below.
+_CLI_PAGE = re.compile(r"^\$ zsaver ", re.M)
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if _blocks(p) and not _CLI_PAGE.search(p.read_text())],
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
 def test_markdown_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     # A real module in sys.modules: dataclasses and pydantic resolve annotations through it.
@@ -50,3 +57,53 @@ def test_markdown_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.M
             assert _matches(printed.getvalue(), shown), (
                 f"{page.name}, python block {number} printed\n{printed.getvalue()}\nbut the page shows\n{shown}"
             )
+
+
+# Every block of a page in order: ```python blocks, and ```console blocks of ``$ zsaver`` commands.
+_ANY_BLOCK = re.compile(r"^```(python|console)[^\n]*\n(.*?)^```\n(?:\s*^```text\n(.*?)^```)?", re.S | re.M)
+CLI_PAGES = [p for p in PAGES if _CLI_PAGE.search(p.read_text())]
+
+
+def _commands(block: str) -> list[tuple[str, str]]:
+    """(command line, the output shown under it) for each ``$ zsaver`` line of a console block."""
+    found: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        elif found:
+            found[-1][1].append(line)
+    return [(cmd, "\n".join(out)) for cmd, out in found if cmd.startswith("zsaver ")]
+
+
+@pytest.mark.parametrize("page", CLI_PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_pages_with_command_line_examples_print_what_they_show(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from zsaver.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps --help to the terminal's width
+    module = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    for kind, body, shown_text in _ANY_BLOCK.findall(page.read_text()):
+        if kind == "python":
+            printed_by_code = io.StringIO()
+            with contextlib.redirect_stdout(printed_by_code):
+                exec(compile(body, page.name, "exec"), module.__dict__)
+            assert not shown_text or _matches(printed_by_code.getvalue(), shown_text), (
+                f"{page.name}: a python block printed\n{printed_by_code.getvalue()}\nbut the page shows\n{shown_text}"
+            )
+            continue
+        for command, shown in _commands(body):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    status = main(shlex.split(command)[1:])
+                except SystemExit as exc:  # argparse: --help
+                    status = exc.code
+            # A failing command shows its error (stderr); a working one its output,
+            # not its progress bar (also stderr).
+            printed = out.getvalue() + (err.getvalue() if status else "")
+            assert _matches(printed, shown), f"{page.name}: `{command}` printed\n{printed}\nbut the page shows\n{shown}"

@@ -148,8 +148,11 @@ def _disk_usage(path: Path) -> tuple[int, int]:
     files = size = 0
     for dirpath, _, filenames in os.walk(path):
         for name in filenames:
+            try:  # a loose chunk may be absorbed into its shard meanwhile
+                size += os.path.getsize(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
             files += 1
-            size += os.path.getsize(os.path.join(dirpath, name))
     return files, size
 
 

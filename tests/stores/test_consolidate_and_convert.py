@@ -152,3 +152,15 @@ def test_a_pickled_store_still_refuses_a_directory_in_mid_conversion(tmp_path: P
     for store in (H5ShardStore(tmp_path), converting):
         with pytest.raises(StoreConfigError, match="middle of a conversion"):
             pickle.loads(pickle.dumps(store))._ensure_open_sync()
+
+
+def test_open_store_refuses_an_unfinished_conversion_before_its_marker_is_written(tmp_path: Path) -> None:
+    # Converting to a shard store writes the journal first, the marker later; converting
+    # to plain removes the marker first. In between, the tree looked like a plain one.
+    _filled(zarr.storage.LocalStore(tmp_path))
+    (tmp_path / ".zsaver-convert.json").write_text(json.dumps(
+        {"from": "plain", "to": "zip", "chunks_per_shard": [64]}))
+    with pytest.raises(StoreConfigError, match=r"finish it first: zsaver convert .* --to zip"):
+        open_store(tmp_path)
+    convert(tmp_path, "zip")
+    assert isinstance(open_store(tmp_path), ZipShardStore)

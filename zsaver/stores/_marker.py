@@ -37,6 +37,18 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+def refuse_unfinished_conversion(root: Path) -> None:
+    """Raise StoreConfigError naming the command that finishes an interrupted :func:`convert`."""
+    journal = read_json(root / JOURNAL_NAME)
+    if journal is not None:
+        to = journal.get("to", "TARGET")
+        raise StoreConfigError(
+            f"{root} is in the middle of a conversion from {journal.get('from')!r} "
+            f"to {to!r} that was interrupted; finish it first: zsaver convert "
+            f"{root} --to {to} (or zsaver.stores.convert(path, to={to!r}))"
+        )
+
+
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Replace ``path`` with ``doc`` so a reader sees the old or the new file, never half."""
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.zsaver-partial")

@@ -12,7 +12,7 @@ from zarr.storage import LocalStore, ZipStore
 
 from zsaver.errors import StoreConfigError
 from zsaver.stores._h5_store import H5ShardStore
-from zsaver.stores._marker import MARKER_NAME, read_json
+from zsaver.stores._marker import MARKER_NAME, read_json, refuse_unfinished_conversion
 from zsaver.stores._sharded_base import ShardedStoreBase
 from zsaver.stores._zip_store import ZipShardStore
 
@@ -39,6 +39,8 @@ def open_store(path: str | os.PathLike[str], *, read_only: bool = False, **kwarg
         return ZipStore(root, mode="r" if read_only else "a", read_only=read_only)
     if not root.is_dir():
         raise FileNotFoundError(f"no store at {root}")
+    # Also before the marker is written, or after it is removed (conversion to plain).
+    refuse_unfinished_conversion(root)
     marker = read_json(root / MARKER_NAME)
     if marker is None:
         return LocalStore(root, read_only=read_only)

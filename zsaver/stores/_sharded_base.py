@@ -47,11 +47,11 @@ from zsaver.stores._layout import (
 from zsaver.stores._listing import _NO_NODE, ShardListingMixin
 from zsaver.stores._marker import (
     BOOKKEEPING,
-    JOURNAL_NAME,
     LOCKS_DIR,
     MARKER_NAME,
     create_json_once,
     read_json,
+    refuse_unfinished_conversion,
 )
 from zsaver.stores._shard_cache import ShardContainer, ShardHandleCache, Signature, signature
 
@@ -348,14 +348,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
 
     def _resolve_marker(self) -> dict[str, Any]:
         if not self._allow_journal:
-            journal = read_json(self.root / JOURNAL_NAME)
-            if journal is not None:
-                to = journal.get("to", "TARGET")
-                raise StoreConfigError(
-                    f"{self.root} is in the middle of a conversion from {journal.get('from')!r} "
-                    f"to {to!r} that was interrupted; finish it first: zsaver convert "
-                    f"{self.root} --to {to} (or zsaver.stores.convert(path, to={to!r}))"
-                )
+            refuse_unfinished_conversion(self.root)
         wanted = self._wanted_layout()
         marker = read_json(self.root / MARKER_NAME)
         if marker is None:
