@@ -88,11 +88,16 @@ class ShardHandleCache:
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
-            # The child inherited copies of the descriptors; drop them and the lock
-            # (which another parent thread may have held at fork time).
-            self._pid = os.getpid()
-            self._lock = threading.Lock()
-            _close_handles(self._handles)
+            with _fork_guard:
+                if self._pid == os.getpid():
+                    return  # another thread of this child did it meanwhile
+                # The child inherited copies of the descriptors; drop them and the
+                # lock (which another parent thread may have held at fork time). The
+                # pid is set last: until then other threads of the child wait here,
+                # not reading through a descriptor about to be closed.
+                self._lock = threading.Lock()
+                _close_handles(self._handles)
+                self._pid = os.getpid()
 
     def acquire(self, path: str) -> ShardHandle | None:
         """A handle on the current version of ``path`` (None if there is no such file).
@@ -168,6 +173,18 @@ class ShardHandleCache:
 
     def __len__(self) -> int:
         return len(self._handles)
+
+
+#: Serialises the clean-up of inherited handles in a forked child (a fresh lock there).
+_fork_guard = threading.Lock()
+
+
+def _new_fork_guard() -> None:
+    global _fork_guard
+    _fork_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_fork_guard)
 
 
 def _close_handles(handles: OrderedDict[str, ShardHandle]) -> None:
