@@ -106,3 +106,33 @@ def test_pool_workers_exit_when_the_driver_is_killed(tmp_path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w, signal.SIGKILL)
         driver.kill()
+
+
+_START_METHOD_DRIVER = """
+import multiprocessing as mp, sys
+import numpy as np
+from zsaver import TaskManager, ZarrSaver
+
+def square(i):
+    return np.array([i * i], dtype=np.float64)
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[2])
+    report = TaskManager(square, executor="processes", n_workers=2).submit_tasks(
+        range(20), ZarrSaver(sys.argv[1], "x"), progress=False, on_error="skip", save_interval=5)
+    print(report.items_done, len(report.failures))
+"""
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_pool_workers_stay_while_the_driver_lives_under_any_start_method(tmp_path, method) -> None:
+    # Under "forkserver" the workers' parent is the fork server, not the driver: a
+    # watch on the parent's pid alone made every worker exit at once.
+    import subprocess
+
+    script = tmp_path / "driver.py"
+    script.write_text(_START_METHOD_DRIVER)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "ds"), method],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["20", "0"]

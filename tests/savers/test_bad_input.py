@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 from saver_backends import Backend
 
 from zsaver.errors import (
@@ -313,7 +314,9 @@ def test_a_fill_value_the_dtype_cannot_hold_is_refused_before_writing(
 @pytest.mark.parametrize(
     "fill_value, dtype, expected",
     [(np.nan, "f4", np.nan), (0, "u1", 0), (255, "u1", 255), (b"ab", "S2", b"ab"), (True, "bool", True),
-     (-3, "f8", -3.0)],
+     (-3, "f8", -3.0),
+     # Values, not typed data: these filled datasets before the check came, and still do.
+     (0, "bool", False), (1, "bool", True), ("ab", "S3", b"ab"), (0.1, "f4", np.float32(0.1))],
     ids=repr,
 )
 def test_a_fill_value_the_dtype_holds_unchanged_is_accepted(
@@ -331,6 +334,14 @@ def test_a_nat_fill_value_fills_a_datetime_dataset(tmp_path: Path) -> None:
     saver = ZarrSaver(tmp_path, "t", "update", shape=(2,), dtype="M8[ns]", fill_value=np.datetime64("NaT"))
     saver.save(np.array(["2026-01-01"], dtype="M8[s]"), 0)
     assert np.isnat(saver.array[1])
+    # As a JSON config holds it: the text "NaT" (and "NaN" for floats, 0 for durations).
+    ZarrSaver(tmp_path, "u", "update", shape=(2,), dtype="M8[s]", fill_value="NaT").save(
+        np.array(["2026-01-01"], dtype="M8[s]"), 0)
+    ZarrSaver(tmp_path, "v", "update", shape=(2,), dtype="f4", fill_value="NaN").save(np.ones(1), 0)
+    ZarrSaver(tmp_path, "w", "update", shape=(2,), dtype="m8[s]", fill_value=0).save(
+        np.array([5], dtype="m8[s]"), 0)
+    assert np.isnat(zarr.open_array(tmp_path / "u")[1]) and np.isnan(zarr.open_array(tmp_path / "v")[1])
+    assert zarr.open_array(tmp_path / "w")[1] == np.timedelta64(0, "s")
 
 
 def test_structured_subarray_fields_of_another_shape_are_refused_by_name(tmp_path: Path) -> None:

@@ -424,3 +424,46 @@ def test_each_checkpoint_writes_only_its_own_failures(tmp_path) -> None:
         range(70), saver, save_interval=7, on_error="skip", progress=False)
     assert written == [1] * 10  # one new failure per checkpoint, each written once
     assert [f["index"] for f in read_failures(saver)] == list(range(3, 70, 7))
+
+
+@pytest.mark.parametrize("old_dtype", ["i8", "f4"])
+def test_an_overwrite_run_takes_its_own_results_dtype_not_the_old_datasets(tmp_path, old_dtype) -> None:
+    # The dataset made with the first result was the old one: float results over an
+    # int dataset all failed, over a float32 one they lost precision.
+    from zsaver import ZarrSaver
+
+    ZarrSaver(tmp_path / "ds", "result").save(np.arange(4, dtype=old_dtype))
+    saver = ZarrSaver(tmp_path / "ds", "result", approach="overwrite")
+    report = TaskManager(lambda i: np.float64(i) / 3).submit_tasks(range(4), saver, on_error="skip",
+                                                                   progress=False)
+    assert report.failures == []
+    np.testing.assert_array_equal(read_rows(saver), np.arange(4) / 3)
+    assert read_rows(saver).dtype == np.float64
+
+
+@pytest.mark.filterwarnings("ignore:The data type")  # zarr: no stable v3 spec for these dtypes
+def test_variable_width_text_and_structured_results_are_saved_and_resumed(tmp_path) -> None:
+    # Their dtype travelled as dtype.str ('StringDType()', '|V12'), which numpy cannot
+    # read back: the run crashed, or left a dataset of fieldless records behind.
+    from zsaver import ZarrSaver
+
+    text = ZarrSaver(tmp_path / "t", "result", dtype=str)
+    report = TaskManager(lambda i: None if i == 1 else "x" * (i + 1)).submit_tasks(
+        range(4), text, on_error="skip", progress=False)
+    assert [f.index for f in report.failures] == [1]
+    assert read_rows(text).tolist() == ["x", "", "xxx", "xxxx"]  # a skipped row holds ""
+    pair = np.dtype([("a", "<i4"), ("b", "<f8")])
+    records = ZarrSaver(tmp_path / "r", "result")
+    TaskManager(lambda i: np.array([(i, i / 2)], dtype=pair)).submit_tasks(range(3), records, progress=False)
+    again = TaskManager(lambda i: np.array([(i, i / 2)], dtype=pair)).submit_tasks(range(3), records.clone(),
+                                                                                progress=False)
+    assert again.items_skipped == 3
+    assert read_rows(records).dtype == pair and read_rows(records)["b"].ravel().tolist() == [0.0, 0.5, 1.0]
+
+
+def test_a_first_result_the_savers_dtype_cannot_hold_fails_alone(tmp_path) -> None:
+    saver = zarr_saver(tmp_path / "ds", dtype="i4")
+    report = TaskManager(lambda i: [1.5, 2, 3, 4][i]).submit_tasks(range(4), saver, on_error="skip",
+                                                                    progress=False)
+    assert [f.index for f in report.failures] == [0]
+    assert read_rows(saver).ravel().tolist() == [0, 2, 3, 4]

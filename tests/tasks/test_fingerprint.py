@@ -109,8 +109,40 @@ def _make_version_1(saver, items) -> None:  # type: ignore[no-untyped-def]
     saver.write_record("tasks", record)
 
 
-@pytest.mark.parametrize("items", [list(np.arange(40)), [f"item-{i}" for i in range(40)]])
-def test_a_run_recorded_with_the_old_fingerprint_resumes_and_is_recorded_anew(tmp_path, items) -> None:
+class _NoPickle:
+    """An item that does not pickle and whose repr holds no address (like an open file's)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        raise TypeError("not picklable")
+
+    def __repr__(self) -> str:
+        return f"<NoPickle {self.n}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NoPickle) and other.n == self.n
+
+    __hash__ = object.__hash__
+
+
+def _make_version_2(saver, items) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the saver's record as the release with fingerprint version 2 wrote it."""
+    record = saver.read_record("tasks")
+    old = ItemFingerprint(2)
+    old.update(list(items)[: record["items_done"]])
+    record["fingerprint_version"], record["prefix_fingerprint"] = 2, old.hexdigest()
+    saver.write_record("tasks", record)
+
+
+@pytest.mark.parametrize(
+    "items, make_old",
+    [(list(np.arange(40)), _make_version_1), ([f"item-{i}" for i in range(40)], _make_version_1),
+     ([_NoPickle(i) for i in range(40)], _make_version_2)],
+    ids=["ints-v1", "text-v1", "unpicklable-v2"],
+)
+def test_a_run_recorded_with_the_old_fingerprint_resumes_and_is_recorded_anew(tmp_path, items, make_old) -> None:
     saver = zarr_saver(tmp_path / "ds")
     calls = []
 
@@ -122,7 +154,7 @@ def test_a_run_recorded_with_the_old_fingerprint_resumes_and_is_recorded_anew(tm
 
     with pytest.raises(KeyboardInterrupt):
         TaskManager(stop_at_25, batch_size=5).submit_tasks(items, saver, save_interval=10, progress=False)
-    _make_version_1(saver, items)
+    make_old(saver, items)
     done = saver.read_record("tasks")["items_done"]
     with pytest.raises(ResumeMismatchError, match=f"first {done} items differ"):
         TaskManager(row_of).submit_tasks(items[::-1], saver.clone(), progress=False)

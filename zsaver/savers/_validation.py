@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from zsaver._casting import can_store, cast_rows
 from zsaver.errors import (
     DatasetSpecError,
     DTypeMismatchError,
@@ -108,16 +108,17 @@ def check_chunks(chunks: Any, dataset: str, *, auto: bool) -> int | tuple[int, .
 def check_fill_value(fill_value: Any, dtype: np.dtype, dataset: str) -> None:
     """Raise DatasetSpecError unless ``fill_value`` is stored in ``dtype`` unchanged.
 
-    The rule for data applies (:func:`zsaver._casting.cast_rows`): 1.5 does not
-    fit an integer dtype, nor 300 a uint8 or "abc" an S2; NaN fits a float dtype
-    and NaT a datetime one. A tuple fills a structured dtype field by field.
+    A fill value is a value, not typed data: 0 fills a bool or uint8 dataset, the
+    text "NaT" a datetime one; 1.5 does not fit an integer dtype, nor 300 a uint8,
+    "abc" an S2 or 1e300 a float32. Floats may round, as data does. A tuple fills
+    a structured dtype field by field.
 
     Example:
         >>> check_fill_value(np.nan, np.dtype("f4"), "d")
         >>> check_fill_value(300, np.dtype("u1"), "d")
         Traceback (most recent call last):
         ...
-        zsaver.errors.DatasetSpecError: dataset 'd': fill_value=300 cannot be stored in dtype uint8 unchanged: 300 is outside the range of uint8 (0 to 255)
+        zsaver.errors.DatasetSpecError: dataset 'd': fill_value=300 cannot be stored in dtype uint8 unchanged: it would be stored as np.uint8(44) (overflow, wrap-around or truncation)
     """
     if fill_value is None:  # the backend's default fill value
         return
@@ -145,31 +146,40 @@ def _fill_problem(fill_value: Any, dtype: np.dtype) -> str | None:
             if why is not None:
                 return f"{why} (in field {name!r})"
         return None
-    if _is_int(fill_value) and dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if not info.min <= int(fill_value) <= info.max:
-            return f"{int(fill_value)} is outside the range of {dtype} ({info.min} to {info.max})"
     try:
         value = np.asarray(fill_value)
     except (ValueError, OverflowError) as exc:  # ragged sequences, ints past 64 bits
         return f"expected a single value numpy can hold ({exc})"
     if value.dtype == object or value.ndim != 0:
         return f"expected a single value; got one of dtype {value.dtype} and shape {value.shape}"
-    if value.dtype.kind in "iu":
-        # A value, not typed data: 0 fills a uint8 dataset although int64 data may not.
-        value = value.astype(np.min_scalar_type(value))
-    if value.dtype.fields is None and not can_store(value.dtype, dtype):
-        return (
-            f"a value of dtype {value.dtype} does not convert to {dtype} by the rule for data "
-            "(numbers, text, durations and dates do not convert into one another; numpy "
-            "'same_kind' casting decides within a kind)"
-        )
-    try:
-        cast_rows(value, dtype, "the dataset")
-    except DTypeMismatchError as exc:
-        if value.dtype.fields is not None:
-            return str(exc)
-        return f"the value would change in {dtype} (overflow, wrap-around or truncation)"
+    if dtype.names is not None or value.dtype.names is not None:
+        return f"expected a tuple of one value per field of {dtype}"
+    # A value, not typed data: 0 may fill a bool or uint8 dataset, "NaT" a datetime
+    # one, "NaN" a float one; what must not happen is the value changing on the way.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            stored = value.astype(dtype)
+        except (ValueError, TypeError, OverflowError) as exc:
+            return f"numpy does not convert it ({exc})"
+        if value.dtype.kind in "UST" and dtype.kind not in "UST":
+            if dtype.kind in "fc":  # text numpy parsed ("NaN", "1e3"): it must not overflow
+                value = value.astype(np.complex128 if dtype.kind == "c" else np.float64)
+            else:
+                return None  # as it reads ("NaT", "12")
+        if dtype.kind in "fc" and value.dtype.kind in "biufc":
+            # Floats round to the nearest value they hold; they must not overflow.
+            if np.isfinite(value) and not np.all(np.isfinite(stored.view(stored.dtype))):
+                return f"{fill_value!r} overflows {dtype}"
+            return None
+        try:
+            back = stored.astype(value.dtype)
+            same = bool(back == value) or (bool(np.isnan(back)) and bool(np.isnan(value))
+                                           if value.dtype.kind in "fcmM" else False)
+        except (ValueError, TypeError, OverflowError):
+            same = False
+    if not same:
+        return f"it would be stored as {stored[()]!r} (overflow, wrap-around or truncation)"
     return None
 
 
@@ -290,38 +300,31 @@ def normalize_indices(indices: Any, length: int, *, allow_resize: bool, dataset:
 
 
 def needs_current_length(indices: Any, length: int) -> bool:
-    """Whether the rows ``indices`` address could change if the dataset had more than ``length`` rows.
+    """Whether ``indices`` reach past the ``length`` rows known, so the dataset may have grown.
 
-    True for negative ints, boolean masks, slices with a negative or open end
-    bound and slices with a bound past ``length``; False for non-negative ints
-    and slices with non-negative bounds within ``length`` (and for indices
-    :func:`normalize_indices` refuses anyway). Int lists past ``length`` raise
-    RowIndexError there, which says as much.
+    True for a slice with a bound past ``length`` and a boolean mask of another
+    length; int lists past ``length`` raise RowIndexError, which says as much.
+    Negative ints, masks of ``length`` entries and open slices count from the
+    known end: looking again on every such save would cost a read each.
 
     Example:
-        >>> needs_current_length(-1, 5), needs_current_length(slice(2, 5), 5)
-        (True, False)
-        >>> needs_current_length(slice(2, None), 5), needs_current_length(slice(2, 7), 5)
+        >>> needs_current_length(-1, 5), needs_current_length(slice(2, None), 5)
+        (False, False)
+        >>> needs_current_length(slice(2, 7), 5), needs_current_length([True] * 7, 5)
         (True, True)
     """
-    if is_single_index(indices):
-        return bool(indices < 0)
     if isinstance(indices, slice):
-        start, stop, step = indices.start, indices.stop, indices.step
-        if not all(b is None or _is_int(b) for b in (start, stop, step)):
-            return False
-        if any(b is not None and (b < 0 or b > length) for b in (start, stop)):
-            return True
-        return stop is None if (step is None or step > 0) else start is None
-    if indices is None or isinstance(indices, (str, bytes)):
+        bounds = (indices.start, indices.stop)
+        return all(b is None or _is_int(b) for b in bounds) and any(
+            b is not None and b > length for b in bounds
+        )
+    if indices is None or is_single_index(indices) or isinstance(indices, (str, bytes)):
         return False
     try:
         raw = np.asarray(indices)
     except ValueError:
         return False
-    if raw.dtype == bool:
-        return True
-    return raw.dtype.kind == "i" and raw.size > 0 and bool(raw.min() < 0)
+    return raw.dtype == bool and raw.ndim == 1 and raw.shape[0] != length
 
 
 def rows_for_indices(

@@ -50,7 +50,7 @@ class WorkerWrite:
     saver_bytes: bytes  # a pickled ``saver.clone(approach="update")``
     row_base: int
     row_shape: tuple[int, ...]
-    dtype: str
+    dtype: np.dtype
     fill_value: Any
     row_chunk: int
 
@@ -66,7 +66,7 @@ class BatchOutcome:
     ok: np.ndarray | None = None
     failures: list[ItemFailure] = field(default_factory=list)
     row_shape: tuple[int, ...] | None = None
-    dtype: str | None = None
+    dtype: np.dtype | None = None
     rows_written: int = 0
     #: True when the results had several shapes: ``data`` is then a list of the
     #: successful results as arrays, for :func:`settle_shapes` to sort out.
@@ -250,7 +250,7 @@ def settle_shapes(
         except DTypeMismatchError:
             pass  # some items may fit: judge them one by one
         else:
-            return replace(out, data=data, dtype=data.dtype.str)
+            return replace(out, data=data, dtype=data.dtype)
     ok = np.ones(out.count, dtype=bool) if out.ok is None else out.ok.copy()
     positions = np.flatnonzero(ok).tolist()
     arrays = out.data if out.ragged else _items_of(out.data, len(positions), k)
@@ -287,7 +287,7 @@ def settle_shapes(
     if k is not None:
         data = data.reshape((data.shape[0] * k, *data.shape[2:]))
     return BatchOutcome(out.start, out.count, data, None if ok.all() else ok, failures,
-                        tuple(data.shape[1:]), data.dtype.str)
+                        tuple(data.shape[1:]), data.dtype)
 
 
 #: Who has the dtype a result is cast to, in messages.
@@ -307,7 +307,7 @@ def default_fill(dtype: np.dtype) -> Any:
     """The value of the rows of a skipped item: NaN for floats, 0 / False / "" otherwise."""
     if dtype.kind in "fc":
         return np.nan
-    if dtype.kind in "US":
+    if dtype.kind in "UST":
         return ""
     if dtype.kind == "M":
         return np.datetime64("NaT")
@@ -365,7 +365,7 @@ def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrit
         if isinstance(data, list):
             out.ragged = True
         elif data is not None:
-            out.row_shape, out.dtype = tuple(data.shape[1:]), data.dtype.str
+            out.row_shape, out.dtype = tuple(data.shape[1:]), data.dtype
     if failed:
         ok = np.ones(len(items), dtype=bool)
         ok[list(failed)] = False
@@ -378,7 +378,7 @@ def run_batch(job: BatchJob, start: int, items: Sequence[Any], write: WorkerWrit
 
 def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
     k = job.rows_per_item or 1
-    dtype = np.dtype(write.dtype)
+    dtype = write.dtype
     settled = settle_shapes(out, write.row_shape, job.rows_per_item, dtype)
     out.data, out.ok, out.failures = settled.data, settled.ok, settled.failures
     out.row_shape, out.dtype, out.ragged = settled.row_shape, settled.dtype, False

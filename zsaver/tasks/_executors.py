@@ -42,16 +42,29 @@ def _call_pickled(payload: bytes, result_name: str) -> bytes:
 PARENT_CHECK_SECONDS = 0.5
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker process once the driver ``parent_pid`` is gone.
+def exit_with_parent(driver_pid: int) -> None:
+    """Pool initializer: end this worker process once the driver ``driver_pid`` is gone.
 
     A driver killed with SIGKILL cannot shut its pool down; its idle workers would
     wait on the call queue forever and a busy one could go on writing rows (with
-    ``write="workers"``) while a rerun writes the same dataset.
+    ``write="workers"``) while a rerun writes the same dataset. The worker's parent
+    is the driver ("fork", "spawn") or a fork server that ends with the driver
+    ("forkserver"): either way, the worker goes when its parent changes, or when
+    no process ``driver_pid`` is left.
     """
+    parent = os.getppid()
+
+    def driver_alive() -> bool:
+        try:
+            os.kill(driver_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the pid now belongs to another user's process
+            return False
+        return True
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
+        while os.getppid() == parent and driver_alive():
             time.sleep(PARENT_CHECK_SECONDS)
         os._exit(1)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from zsaver.errors import ResumeMismatchError, TaskError, WorkerDiedError
+from zsaver.errors import DTypeMismatchError, ResumeMismatchError, TaskError, WorkerDiedError
 from zsaver.savers.base import Saver, normalize_approach
 from zsaver.tasks._batch import (
     BatchJob,
@@ -34,7 +34,13 @@ from zsaver.tasks._batch import (
 )
 from zsaver.tasks._executors import ExecutorHandle, validate_executor
 from zsaver.tasks._ordering import ReorderBuffer
-from zsaver.tasks._progress import CompletionRecord, ItemFingerprint, failures_doc_name
+from zsaver.tasks._progress import (
+    CompletionRecord,
+    ItemFingerprint,
+    dtype_from_json,
+    dtype_to_json,
+    failures_doc_name,
+)
 from zsaver.tasks._report import ItemFailure, TaskReport
 from zsaver.tasks._task import Task, as_task, is_vectorised
 from zsaver.tasks._writer import RowWriter, concat_rows, positions_of, saver_length
@@ -250,7 +256,7 @@ class _Run:
             if self.n_items is None:
                 self.n_items = record.n_items  # a finished generator run knows its count
             if record.row_shape is not None and self.row_shape is None:
-                self.row_shape, self.dtype = tuple(record.row_shape), np.dtype(record.dtype)
+                self.row_shape, self.dtype = tuple(record.row_shape), dtype_from_json(record.dtype)
             self.record = record
         else:
             # Update writes at the item's index; overwrite starts a new dataset.
@@ -262,7 +268,7 @@ class _Run:
                 # Durable before any row is written, so a crash cannot shift row_base.
                 saver.write_record(self.record_name, self.record.model_dump(mode="json"))
         if self.row_shape is not None:
-            self.record.row_shape, self.record.dtype = list(self.row_shape), self.dtype.str  # type: ignore[union-attr]
+            self.record.row_shape, self.record.dtype = list(self.row_shape), dtype_to_json(self.dtype)  # type: ignore[arg-type]
         self.committed = self.record.items_done
         return self.record.items_done
 
@@ -292,7 +298,7 @@ class _Run:
         check_fill_value(self.fill_value, dtype)
         self.row_shape, self.dtype = tuple(row_shape), dtype
         if self.record is not None:
-            self.record.row_shape, self.record.dtype = list(self.row_shape), dtype.str
+            self.record.row_shape, self.record.dtype = list(self.row_shape), dtype_to_json(dtype)
 
     def _make_writer(self) -> RowWriter | None:
         saver = self.saver
@@ -476,7 +482,7 @@ class _Run:
                 )
             self.worker_write = WorkerWrite(
                 saver_bytes=pickle.dumps(self.saver.clone(approach="update")),  # type: ignore[union-attr]
-                row_base=self.record.row_base, row_shape=self.row_shape, dtype=self.dtype.str,
+                row_base=self.record.row_base, row_shape=self.row_shape, dtype=self.dtype,
                 fill_value=self.fill_value, row_chunk=int(row_chunk),
             )
         return self.worker_write
@@ -539,11 +545,15 @@ class _Run:
         saver = self.saver
         assert saver is not None and self.record is not None
         assert self.row_shape is not None and self.dtype is not None
-        if saver.row_spec() is None:
+        # An overwrite run that gets here has saved nothing yet: the dataset there
+        # now is the old one, which it replaces (its dtype is not the run's).
+        if saver.row_spec() is None or self.approach == "overwrite":
             try:
                 saver.reserve(self.record.row_base, self.row_shape, self.dtype)
             except NotImplementedError:
                 return False
+            except DTypeMismatchError:
+                pass  # made with its dtype= option, which the first result does not fit: it fails alone
         spec = saver.row_spec()
         if spec is None or np.dtype(spec[1]) == self.dtype:
             return False
@@ -644,7 +654,7 @@ class _Run:
         spec = self.writer.saver.row_spec()  # type: ignore[union-attr]
         if spec is not None and np.dtype(spec[1]) != self.dtype:
             self.dtype = np.dtype(spec[1])  # from now on, fills follow the dataset's dtype
-            self.record.dtype = self.dtype.str  # type: ignore[union-attr]
+            self.record.dtype = dtype_to_json(self.dtype)  # type: ignore[union-attr]
         if self.write_mode == "workers":
             self.writer.flush()  # type: ignore[union-attr]
 

@@ -7,6 +7,7 @@ A record is a small JSON document stored next to the dataset through
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import re
 import struct
@@ -31,9 +32,11 @@ class ItemFingerprint:
     ``np.arange(n)`` match; ints are hashed in bulk), floats, strings, bytes,
     None, tuples and lists alike, sets and dicts sorted (so ``PYTHONHASHSEED``
     does not matter), numpy arrays by dtype, shape and bytes; anything else by
-    its pickle (unpicklable objects: type and repr without memory addresses). Each item's encoding is framed, so ``["ab", "c"]`` and
-    ``["a", "bc"]`` differ. ``version=1`` is the encoding of records written
-    before this one (each item's pickle), kept to resume their runs.
+    its pickle (unpicklable objects: type and repr without memory addresses).
+    Each item's encoding is framed, so ``["ab", "c"]`` and ``["a", "bc"]``
+    differ. Earlier encodings are kept to resume the runs they recorded:
+    ``version=1`` (each item's pickle) and ``version=2`` (as 3, but an
+    unpicklable object hashed by its repr, memory address included).
 
     Example:
         >>> a, b = ItemFingerprint(), ItemFingerprint()
@@ -43,12 +46,14 @@ class ItemFingerprint:
     """
 
     #: The encoding new records are written with.
-    VERSION = 2
+    VERSION = 3
     _INT_ITEM = np.dtype([("tag", "u1"), ("value", "<i8")])
     #: Per version, the item types packed in bulk (all fit int64; uint64 may not).
     _BULK_TYPES: ClassVar[dict[int, frozenset[type]]] = {
         1: frozenset({int}),
         2: frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32}),
+        # As 2, but objects that do not pickle are hashed without memory addresses.
+        3: frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32}),
     }
     _FLOATS = (float, np.float16, np.float32, np.float64)  # exactly representable as float64
 
@@ -56,6 +61,7 @@ class ItemFingerprint:
         if version not in self._BULK_TYPES:
             raise ValueError(f"fingerprint version must be one of {sorted(self._BULK_TYPES)}; got {version!r}")
         self.version = version
+        self._other = self._object_token if version >= 3 else self._legacy_token
         self._hash = hashlib.blake2b(digest_size=16)
         self.count = 0
 
@@ -81,7 +87,7 @@ class ItemFingerprint:
                 return packed
             except OverflowError:
                 pass
-        token = self._token if self.version == 2 else self._legacy_token
+        token = self._token if self.version >= 2 else self._legacy_token
         return [token(item) for item in items]
 
     def update_encoded(self, encoded: np.ndarray | list[bytes], n_items: int) -> None:
@@ -92,25 +98,23 @@ class ItemFingerprint:
         self._hash.update(head.tobytes() if isinstance(head, np.ndarray) else b"".join(head))
         self.count += n_items
 
-    @classmethod
-    def _token(cls, item: Any) -> bytes:
+    def _token(self, item: Any) -> bytes:
         """What one item adds to the hash: a bulk-packed int as is, anything else framed."""
         try:
-            encoded = cls._encode(item)
+            encoded = self._encode(item)
         except RecursionError:  # a container holding itself: pickle copes with cycles
-            encoded = cls._object_token(item)
+            encoded = self._other(item)
         if len(encoded) == 9 and encoded[:1] == b"i":
             return encoded
         return b"L" + len(encoded).to_bytes(8, "little") + encoded
 
-    @classmethod
-    def _encode(cls, item: Any) -> bytes:
+    def _encode(self, item: Any) -> bytes:
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             value = int(item)
             if -(2**63) <= value < 2**63:
                 return b"i" + value.to_bytes(8, "little", signed=True)
             return b"I" + str(value).encode()
-        if type(item) in cls._FLOATS:
+        if type(item) in self._FLOATS:
             return b"f" + struct.pack("<d", float(item))
         if isinstance(item, str):
             return b"s" + item.encode("utf-8", "surrogatepass")
@@ -119,15 +123,15 @@ class ItemFingerprint:
         if item is None:
             return b"n"
         if isinstance(item, (tuple, list)):
-            return b"l" + b"".join(cls._framed(x) for x in item)
+            return b"l" + b"".join(self._framed(x) for x in item)
         if isinstance(item, (set, frozenset)):
-            return b"S" + b"".join(sorted(cls._framed(x) for x in item))
+            return b"S" + b"".join(sorted(self._framed(x) for x in item))
         if isinstance(item, dict):
-            return b"d" + b"".join(sorted(cls._framed(k) + cls._framed(v) for k, v in item.items()))
+            return b"d" + b"".join(sorted(self._framed(k) + self._framed(v) for k, v in item.items()))
         if type(item) is np.ndarray and item.dtype != object:
             head = f"{item.dtype.str}{item.shape}".encode()
-            return b"a" + cls._framed(head) + np.ascontiguousarray(item).tobytes()
-        return cls._object_token(item)
+            return b"a" + self._framed(head) + np.ascontiguousarray(item).tobytes()
+        return self._other(item)
 
     @staticmethod
     def _object_token(item: Any) -> bytes:
@@ -145,10 +149,9 @@ class ItemFingerprint:
             text = _ADDRESS.sub("", f"{kind.__module__}.{kind.__qualname__}:{item!r}")
             return b"r" + text.encode("utf-8", "surrogatepass")
 
-    @classmethod
-    def _framed(cls, item: Any) -> bytes:
+    def _framed(self, item: Any) -> bytes:
         """The encoding of ``item`` behind its length, so that nested encodings cannot run together."""
-        encoded = cls._encode(item)
+        encoded = self._encode(item)
         return len(encoded).to_bytes(8, "little") + encoded
 
     @staticmethod
@@ -163,6 +166,36 @@ class ItemFingerprint:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def dtype_to_json(dtype: np.dtype) -> Any:
+    """``dtype`` as JSON that :func:`dtype_from_json` reads back, structured and text dtypes included.
+
+    Example:
+        >>> dtype_from_json(dtype_to_json(np.dtype([("x", "<f8"), ("n", "<i2", (2,))]))).names
+        ('x', 'n')
+    """
+    if dtype.kind == "T":  # numpy's variable-width strings (its descr would be a pickle)
+        return "StringDType()"
+    descr = np.lib.format.dtype_to_descr(dtype)
+    return descr if isinstance(descr, str) else json.loads(json.dumps(descr))
+
+
+def dtype_from_json(value: Any) -> np.dtype:
+    """The dtype :func:`dtype_to_json` wrote (or a dtype string of an earlier record)."""
+    if value == "StringDType()":
+        return np.dtypes.StringDType()
+    if isinstance(value, list):
+        return np.lib.format.descr_to_dtype([_as_tuples(field) for field in value])
+    return np.dtype(value)
+
+
+def _as_tuples(field: Any) -> Any:
+    """A field of a JSON-decoded descr, with its lists back as the tuples numpy expects."""
+    name, kind, *shape = field
+    if isinstance(kind, list):
+        kind = [_as_tuples(sub) for sub in kind]
+    return (name, kind, *[tuple(s) for s in shape])
 
 
 class CompletionRecord(BaseModel):
@@ -181,7 +214,8 @@ class CompletionRecord(BaseModel):
     row_base: int = 0
     rows_per_item: int | None = None
     row_shape: list[int] | None = None
-    dtype: str | None = None
+    #: The rows' dtype as :func:`dtype_to_json` writes it (a string, or a list of fields).
+    dtype: Any = None
     #: Skipped items and why, in records of earlier releases; now kept in
     #: ``failure_docs`` documents of their own (see :func:`read_failures`).
     failures: list[dict[str, Any]] = Field(default_factory=list)
