@@ -467,3 +467,12 @@ def test_a_first_result_the_savers_dtype_cannot_hold_fails_alone(tmp_path) -> No
                                                                     progress=False)
     assert [f.index for f in report.failures] == [0]
     assert read_rows(saver).ravel().tolist() == [0, 2, 3, 4]
+
+
+def test_the_fill_value_is_judged_against_the_savers_dtype_not_the_first_result(tmp_path) -> None:
+    # Int results into a saver made with dtype="f8": NaN fills the skipped rows.
+    saver = zarr_saver(tmp_path / "ds", dtype="f8")
+    report = TaskManager(lambda i: 1 // (i - 2)).submit_tasks(range(4), saver, on_error="skip",
+                                                              fill_value=np.nan, progress=False)
+    assert [f.index for f in report.failures] == [2]
+    np.testing.assert_array_equal(read_rows(saver).ravel(), [-1.0, -1.0, np.nan, 1.0])

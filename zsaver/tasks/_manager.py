@@ -292,10 +292,11 @@ class _Run:
         if spec is not None:
             self._take_rows(spec[0], spec[1])
 
-    def _take_rows(self, row_shape: Sequence[int], dtype: Any) -> None:
+    def _take_rows(self, row_shape: Sequence[int], dtype: Any, check_fill: bool = True) -> None:
         """The shape and dtype of the run's rows from now on (the fill value must fit the dtype)."""
         dtype = np.dtype(dtype)
-        check_fill_value(self.fill_value, dtype)
+        if check_fill:
+            check_fill_value(self.fill_value, dtype)
         self.row_shape, self.dtype = tuple(row_shape), dtype
         if self.record is not None:
             self.record.row_shape, self.record.dtype = list(self.row_shape), dtype_to_json(dtype)
@@ -528,9 +529,12 @@ class _Run:
         known = {f.index for f in outcome.failures}
         settled = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
         if self.row_shape is None and settled.row_shape is not None:
-            self._take_rows(settled.row_shape, settled.dtype)
+            # The fill value must fit the dataset's dtype, which the saver decides.
+            self._take_rows(settled.row_shape, settled.dtype, check_fill=False)
             if self._create_dataset():  # its dtype (the saver's dtype= option) rules from now on
                 settled = settle_shapes(outcome, self.row_shape, self.rows_per_item, self.dtype)
+            assert self.dtype is not None
+            check_fill_value(self.fill_value, self.dtype)
         self._note_failures([f for f in settled.failures if f.index not in known])
         return settled
 
