@@ -227,8 +227,8 @@ class HDF5Saver(StagedSaver):
         fill_value = self._options.get("fill_value")
         spec = self._dry_run(shape, data_dtype, fill=False)
         if fill_value is not None:
-            # Checked by the rule for data (h5py would store 300 as 255 in a uint8
-            # dtype, NaN as INT_MIN in an int one), then h5py has its say.
+            # Checked first (h5py would store 300 as 255 in a uint8 dtype, NaN as
+            # INT_MIN in an int one), then h5py has its say.
             check_fill_value(fill_value, spec.dtype, self.dataset_name)
             spec = self._dry_run(shape, data_dtype, fill=True)
         return spec

@@ -30,6 +30,7 @@ from zsaver.savers._staging import RowStager, UpdateStager
 from zsaver.savers._validation import (
     as_array,
     check_row_shape,
+    is_int,
     is_single_index,
     needs_current_length,
     normalize_indices,
@@ -290,8 +291,8 @@ class StagedSaver(Saver):
             self._create(shape, arr.dtype, replace=False)
         assert self._spec is not None
         if not looked and needs_current_length(indices, self._logical_length()):
-            # -1, a mask or an open slice count from the end as it is now: another
-            # writer may have appended since we looked.
+            # The indices reach past the rows we know: another writer may have
+            # appended since we looked.
             self._look_again()
         try:
             positions = self._positions(indices, self._logical_length())
@@ -346,9 +347,7 @@ def _as_shape(shape: Any, saver: str) -> tuple[int, ...]:
         what = f"sizes of type {', '.join(sorted({type(x).__name__ for x in items}))}"
     except TypeError:  # not a sequence
         items, what = (shape,), type(shape).__name__
-    if not all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in items
-    ):
+    if not all(is_int(x) for x in items):
         raise SaverOptionError(
             f"{saver}: shape= expects a tuple of ints (rows, ...); got {shape!r} ({what})"
         )

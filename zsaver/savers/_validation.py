@@ -77,10 +77,6 @@ def default_row_chunk(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // row_bytes)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def check_chunks(chunks: Any, dataset: str, *, auto: bool) -> int | tuple[int, ...] | str | None:
     """``chunks`` if it is rows per chunk or a chunk shape of ints >= 1 (or None; "auto" if ``auto``).
 
@@ -93,10 +89,10 @@ def check_chunks(chunks: Any, dataset: str, *, auto: bool) -> int | tuple[int, .
     """
     if chunks is None or (auto and isinstance(chunks, str) and chunks == "auto"):
         return chunks
-    if _is_int(chunks) and chunks >= 1:
+    if is_int(chunks) and chunks >= 1:
         return int(chunks)
     shape = list(chunks) if isinstance(chunks, np.ndarray) and chunks.ndim == 1 else chunks
-    if isinstance(shape, (tuple, list)) and shape and all(_is_int(x) and x >= 1 for x in shape):
+    if isinstance(shape, (tuple, list)) and shape and all(is_int(x) and x >= 1 for x in shape):
         return tuple(int(x) for x in shape)
     also = ', or "auto"' if auto else ""
     raise DatasetSpecError(
@@ -193,9 +189,14 @@ def check_options(options: dict[str, Any], allowed: frozenset[str], saver: str) 
         )
 
 
+def is_int(value: Any) -> bool:
+    """True for a Python or numpy int (not a bool): a size, a bound or a single row index."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def is_single_index(indices: Any) -> bool:
     """True for an int-like scalar index (not a bool)."""
-    return not isinstance(indices, (bool, np.bool_)) and isinstance(indices, (int, np.integer))
+    return is_int(indices)
 
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
@@ -315,7 +316,7 @@ def needs_current_length(indices: Any, length: int) -> bool:
     """
     if isinstance(indices, slice):
         bounds = (indices.start, indices.stop)
-        return all(b is None or _is_int(b) for b in bounds) and any(
+        return all(b is None or is_int(b) for b in bounds) and any(
             b is not None and b > length for b in bounds
         )
     if indices is None or is_single_index(indices) or isinstance(indices, (str, bytes)):
@@ -349,6 +350,7 @@ __all__ = [
     "check_options",
     "check_row_shape",
     "default_row_chunk",
+    "is_int",
     "is_single_index",
     "needs_current_length",
     "normalize_indices",

@@ -37,6 +37,7 @@ from zsaver.savers._validation import (
     check_fill_value,
     check_options,
     default_row_chunk,
+    is_int,
 )
 
 #: Options passed on to ``zarr.create_array`` when the saver creates the array.
@@ -512,8 +513,8 @@ class ZarrSaver(StagedSaver):
         fill_value = kwargs.pop("fill_value", None)
         probe = self._dry_run(shape, kwargs)
         if fill_value is not None:
-            # Checked by the rule for data (zarr would store 1.5 as 1 in an int
-            # dtype), then zarr has its say on the value too.
+            # Checked first (zarr would store 1.5 as 1 in an int dtype), then zarr
+            # has its say on the value too.
             check_fill_value(fill_value, np.dtype(probe.dtype), self.path)
             probe = self._dry_run(shape, dict(kwargs, fill_value=fill_value))
         return DatasetSpec(
@@ -819,7 +820,7 @@ def _default_chunks(row_shape: tuple[int, ...], dtype: np.dtype, shards: Any) ->
     if not (
         isinstance(shard, (tuple, list))
         and len(shard) == len(row_shape) + 1
-        and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1 for x in shard)
+        and all(is_int(x) and x >= 1 for x in shard)
     ):
         return (default_row_chunk(row_shape, dtype), *row_shape)  # zarr judges odd shards
     trailing = tuple(

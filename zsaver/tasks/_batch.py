@@ -205,20 +205,6 @@ def _one_dtype(results: Sequence[Any]) -> bool:
         return len(kinds) == 1 and kinds.pop() in _PYTHON_NUMBERS
 
 
-def value_class(dtype: np.dtype) -> str:
-    """What a dtype holds, as far as one run's rows must agree: numbers, text, times, ...
-
-    Example:
-        >>> value_class(np.dtype("i8")) == value_class(np.dtype("f4")), value_class(np.dtype("U3"))
-        (True, 'text')
-    """
-    if dtype.kind in _NUMBER_KINDS:
-        return "numbers"
-    return {"U": "text", "S": "text", "T": "text", "M": "datetimes", "m": "timedeltas", "V": "records"}.get(
-        dtype.kind, "objects"
-    )
-
-
 def settle_shapes(
     out: BatchOutcome, row_shape: tuple[int, ...] | None, k: int | None, dtype: np.dtype | None = None
 ) -> BatchOutcome:
@@ -262,10 +248,9 @@ def settle_shapes(
             arr.shape if k is None else arr.shape[1:])
         if shape is None:
             message = f"rows_per_item={k} but the result has shape {arr.shape}"
-        elif arr.dtype.kind not in _VALUE_KINDS:
+        elif arr.dtype == object:  # numpy holds None, dicts, mixed lists only as Python objects
             exc_type, message = "DTypeMismatchError", (
-                f"the result holds {value_class(arr.dtype)} (dtype {arr.dtype}); expected numbers, "
-                "text or times")
+                "the result holds objects (dtype object); expected numbers, text or times")
         elif row_shape is not None and shape != row_shape:
             message = f"result rows of shape {shape}, expected {row_shape} like the rows before"
         elif dtype is not None:
@@ -292,8 +277,6 @@ def settle_shapes(
 
 #: Who has the dtype a result is cast to, in messages.
 _HOLDER = "the run's rows (the dataset, or else the first result)"
-#: Kinds of values rows may hold: numbers, text, times, records (not Python objects).
-_VALUE_KINDS = "biufcUSTmMV"
 
 
 def _items_of(data: np.ndarray, n_items: int, k: int | None) -> list[np.ndarray]:
@@ -396,5 +379,5 @@ def _write_rows(out: BatchOutcome, job: BatchJob, write: WorkerWrite) -> None:
 
 __all__ = [
     "BatchJob", "BatchOutcome", "WorkerWrite", "check_fill_value", "default_fill", "expand_rows",
-    "release_task", "run_batch", "settle_shapes", "value_class",
+    "release_task", "run_batch", "settle_shapes",
 ]

@@ -57,9 +57,7 @@ def exit_with_parent(driver_pid: int) -> None:
     def driver_alive() -> bool:
         try:
             os.kill(driver_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # the pid now belongs to another user's process
+        except (ProcessLookupError, PermissionError):  # gone, or its pid now another user's
             return False
         return True
 
