@@ -151,7 +151,8 @@ def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".zsaver-lock" not in str(p)  # lock files are created, never written
+        # lock files (the store's .zsaver.lock, HDF5's <file>.zsaver-lock) are created, never written
+        if p.is_file() and not p.name.endswith((".zsaver.lock", ".zsaver-lock"))
     }
 
 

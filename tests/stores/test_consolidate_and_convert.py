@@ -60,8 +60,10 @@ def test_convert_round_trip_plain_h5_zip_plain(tmp_path: Path) -> None:
         np.testing.assert_array_equal(zarr.open_array(store, path="x")[:], data)
         assert (zarr.open_array(store, path="old/y")[:] == 1.5).all()
         assert not (tmp_path / ".zsaver-convert.json").exists()
+    # the plain tree again, plus the store's empty lock file (kept: see _remove_bookkeeping)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
-                  if p.is_file()) == plain_keys
+                  if p.is_file()) == sorted([*plain_keys, ".zsaver.lock"])
+    assert (tmp_path / ".zsaver.lock").stat().st_size == 0
 
 
 def test_convert_refuses_a_second_target_while_one_is_unfinished(tmp_path: Path) -> None:

@@ -24,6 +24,14 @@ def test_zarrsaver_appends_then_consolidates_into_shards(store_cls: type, tmp_pa
     chunk_files = [p for p in (tmp_path / "s" / "runs" / "result").rglob("*")
                    if p.is_file() and not p.name.startswith((".", "zarr.json"))]
     assert chunk_files and all(p.suffix == store._container.suffix for p in chunk_files), chunk_files
+    # the whole tree: shards, metadata documents, the marker and one lock file for every
+    # lock the saver and the store took (dataset, chunk stripes, consolidation, swaps)
+    everything = sorted(str(p.relative_to(tmp_path / "s")) for p in (tmp_path / "s").rglob("*")
+                        if p.is_file())
+    shards = [f"runs/result/shard-{i}.0{store._container.suffix}" for i in range(7)]
+    assert everything == sorted([".zsaver-store.json", ".zsaver.lock", "runs/result/zarr.json",
+                                 "runs/zarr.json", "zarr.json", *shards])
+    assert (tmp_path / "s" / ".zsaver.lock").stat().st_size == 0
 
 
 def test_zarrsaver_update_on_consolidated_shards(store_cls: type, tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """Dataset and chunk locks for savers sharing one dataset.
 
 For stores with a local ``root`` directory (zarr's LocalStore, zsaver's shard
-stores) the locks are files under ``<root>/.zsaver-locks/<dataset>/`` and
-exclude other processes as well as threads. They live outside the dataset's
-own prefix on purpose: an overwrite deletes that prefix, and a lock file
-deleted while held would no longer exclude anyone.
+stores) the locks are bytes of the store's one lock file, ``<root>/.zsaver.lock``
+(see :mod:`zsaver._filelock`), and exclude other processes as well as threads.
+The file lives outside every dataset's prefix on purpose: an overwrite deletes
+that prefix, and a lock file deleted while held would no longer exclude anyone.
 
 Any other store (memory, zip, remote) gets in-process locks only: savers in one
 process exclude each other; savers in different processes are NOT coordinated.
@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from zsaver._filelock import FileLock
+from zsaver._filelock import DATASET_LOCK_SPAN, FileLock, dataset_lock_base, lock_file
 
-#: Chunks share this many lock files per dataset (chunk i uses stripe i % N).
+#: Chunks share this many locks per dataset (chunk i uses stripe i % N).
 CHUNK_LOCK_STRIPES = 256
+assert CHUNK_LOCK_STRIPES < DATASET_LOCK_SPAN  # the dataset lock and every stripe fit its block
 
 _local_guard = threading.Lock()
 _local_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -59,23 +60,25 @@ class DatasetLocks:
 
     def __init__(self, store: Any, dataset_path: str) -> None:
         root = local_root(store)
-        self._dir = None if root is None else root / ".zsaver-locks" / dataset_path
+        self._file = None if root is None else lock_file(root)
+        self._base = dataset_lock_base(dataset_path)
         self._key = f"{type(store).__qualname__}:{store}"
         self._path = dataset_path
 
     @property
     def between_processes(self) -> bool:
         """True when the locks also exclude other processes (local stores)."""
-        return self._dir is not None
+        return self._file is not None
 
-    def _lock(self, name: str) -> contextlib.AbstractContextManager[Any]:
-        if self._dir is not None:
-            return FileLock(self._dir / name)
-        return _local_lock((self._key, f"{self._path}/{name}"))
+    def _lock(self, index: int) -> contextlib.AbstractContextManager[Any]:
+        """Lock ``index`` of the dataset's block: 0 is the dataset lock, 1 + s chunk stripe s."""
+        if self._file is not None:
+            return FileLock(self._file, self._base + index)
+        return _local_lock((self._key, f"{self._path}/{index}"))
 
     def dataset(self) -> contextlib.AbstractContextManager[Any]:
         """Held while reserving rows, resizing, creating or replacing the dataset."""
-        return self._lock("dataset.lock")
+        return self._lock(0)
 
     @contextlib.contextmanager
     def chunks(self, chunk_ids: Iterable[int]) -> Iterator[None]:
@@ -83,7 +86,7 @@ class DatasetLocks:
         stripes = sorted({int(c) % CHUNK_LOCK_STRIPES for c in chunk_ids})
         with contextlib.ExitStack() as stack:
             for stripe in stripes:
-                stack.enter_context(self._lock(f"chunks.{stripe}.lock"))
+                stack.enter_context(self._lock(1 + stripe))
             yield
 
 

@@ -26,7 +26,7 @@ from zsaver.stores._layout import (
 from zsaver.stores._listing import walk_keys
 from zsaver.stores._marker import (
     JOURNAL_NAME,
-    LOCKS_DIR,
+    LEGACY_LOCKS_DIR,
     MARKER_NAME,
     fsync_dir,
     read_json,
@@ -156,8 +156,12 @@ def _end_journal(root: Path) -> None:
 
 
 def _remove_bookkeeping(root: Path) -> None:
-    """Remove the marker and the lock directory (the tree is plain zarr again)."""
-    for name in (MARKER_NAME, LOCKS_DIR):
+    """Remove the marker (the tree is plain zarr again) and an earlier version's lock directory.
+
+    The lock file stays: savers on the plain tree lock through it too, and a lock
+    file deleted while someone waits on it would let two holders in.
+    """
+    for name in (MARKER_NAME, LEGACY_LOCKS_DIR):
         target = root / name
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)

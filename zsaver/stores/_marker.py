@@ -13,13 +13,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from zsaver._filelock import LOCK_FILE_NAME
 from zsaver.errors import StoreConfigError
 
 MARKER_NAME = ".zsaver-store.json"
 JOURNAL_NAME = ".zsaver-convert.json"
-LOCKS_DIR = ".zsaver-locks"
+#: Where earlier zsaver versions kept one lock file per lock; skipped like the rest.
+LEGACY_LOCKS_DIR = ".zsaver-locks"
 #: Root entries that belong to the store itself, never to zarr.
-BOOKKEEPING = frozenset({MARKER_NAME, JOURNAL_NAME, LOCKS_DIR})
+BOOKKEEPING = frozenset({MARKER_NAME, JOURNAL_NAME, LOCK_FILE_NAME, LEGACY_LOCKS_DIR})
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

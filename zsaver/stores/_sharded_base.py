@@ -32,7 +32,7 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from zsaver._config import validate_config
-from zsaver._filelock import FileLock
+from zsaver._filelock import STORE_LOCK_SPAN, FileLock, lock_file
 from zsaver.errors import StoreConfigError
 from zsaver.stores._layout import (
     METADATA_NAMES,
@@ -47,7 +47,6 @@ from zsaver.stores._layout import (
 from zsaver.stores._listing import _NO_NODE, ShardListingMixin
 from zsaver.stores._marker import (
     BOOKKEEPING,
-    LOCKS_DIR,
     MARKER_NAME,
     create_json_once,
     read_json,
@@ -55,7 +54,10 @@ from zsaver.stores._marker import (
 )
 from zsaver.stores._shard_cache import ShardContainer, ShardHandleCache, Signature, signature
 
-_LOCK_STRIPES = 16  # lock files per kind: bounded file count, rare false sharing
+_LOCK_STRIPES = 16  # locks per kind: shards share them (rare false sharing)
+#: Where each kind's stripes start in the store's lock file (see zsaver._filelock).
+_LOCK_KIND_BASE = {"consolidate": 0, "swap": _LOCK_STRIPES}
+assert 2 * _LOCK_STRIPES <= STORE_LOCK_SPAN
 
 
 @dataclass(frozen=True)
@@ -457,7 +459,7 @@ class ShardedStoreBase(ShardListingMixin, Store):
         return self._stripe_lock(kind, zlib.crc32(f"{prefix}/{shard_rel}".encode()) % _LOCK_STRIPES)
 
     def _stripe_lock(self, kind: str, stripe: int) -> FileLock:
-        return FileLock(os.path.join(self._root, LOCKS_DIR, f"{kind}-{stripe:02d}.lock"))
+        return FileLock(lock_file(self._root), _LOCK_KIND_BASE[kind] + stripe)
 
     @contextlib.contextmanager
     def _no_consolidation(self) -> Iterator[None]:
