@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.process
 import pickle
+import re
+import time
 from pathlib import Path
 
 import h5py
@@ -138,3 +142,94 @@ def test_a_file_of_another_kind_and_a_dataset_on_the_path_are_named(tmp_path: Pa
     with pytest.raises(ShapeMismatchError, match="'x' is a dataset, so nothing can be stored below it"):
         HDF5Saver(path, "x/y").save(np.ones((1, 2)))
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "rows, hint",
+    [
+        (np.array([["ab"], ["cd"]]), "no fixed-width Unicode type"),
+        (np.array([["2026-01-01"]], dtype="datetime64[s]"), "no datetime type"),
+        (np.array([[5]], dtype="timedelta64[ms]"), "no timedelta type"),
+    ],
+    ids=["text", "datetime", "timedelta"],
+)
+def test_dtypes_hdf5_cannot_hold_are_refused_by_name_before_anything_is_written(
+    tmp_path: Path, rows: np.ndarray, hint: str
+) -> None:
+    # h5py said "refuses the creation options {}": nothing about the data's dtype.
+    from zsaver.errors import DTypeMismatchError
+
+    path = tmp_path / "r.h5"
+    with pytest.raises(DTypeMismatchError, match=re.escape(f"the data has dtype {rows.dtype}") + f".*{hint}"):
+        HDF5Saver(path, "d").save(rows)
+    assert not path.exists()
+    with pytest.raises(DTypeMismatchError, match=f"the dtype= option has dtype .*{hint}"):
+        HDF5Saver(path, "d", dtype=rows.dtype)  # refused when the saver is made
+    assert not path.exists()
+
+
+def _hold_open(path: str, seconds: float, ready: str) -> None:
+    with h5py.File(path, "r"):
+        Path(ready).touch()
+        time.sleep(seconds)
+
+
+def _start_reader(path: Path, seconds: float) -> multiprocessing.process.BaseProcess:
+    ready = path.with_name("reader-ready")
+    reader = multiprocessing.get_context("spawn").Process(target=_hold_open, args=(str(path), seconds, str(ready)))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline and reader.is_alive(), "the reader did not open the file"
+        time.sleep(0.02)
+    return reader
+
+
+def test_a_flush_waits_for_a_reader_in_another_process(tmp_path: Path) -> None:
+    # HDF5's lock made the flush fail at once with BlockingIOError, ending the run.
+    path = tmp_path / "r.h5"
+    HDF5Saver(path, "d").save(np.zeros((2, 3)))
+    reader = _start_reader(path, 1.5)
+    try:
+        HDF5Saver(path, "d").save(np.ones((4, 3)))  # waits for the reader to close the file
+    finally:
+        reader.join()
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["d"][:], np.r_[np.zeros((2, 3)), np.ones((4, 3))])
+
+
+def test_a_reader_that_stays_past_open_timeout_fails_the_flush_and_keeps_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    HDF5Saver(path, "d").save(np.zeros((2, 3)))
+    reader = _start_reader(path, 3.0)
+    try:
+        with HDF5Saver(path, "d", open_timeout=0.3) as saver:
+            saver.save(np.ones((4, 3)))
+            with pytest.raises(BlockingIOError, match=r"another process has the file open.*0\.3 s open_timeout"):
+                saver.flush()
+            reader.join()
+            saver.flush()  # the staged rows were kept
+    finally:
+        reader.join()
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["d"][:], np.r_[np.zeros((2, 3)), np.ones((4, 3))])
+
+
+def test_the_file_open_in_this_process_is_named_as_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    HDF5Saver(path, "d").save(np.zeros((2, 3)))
+    with h5py.File(path, "r"), pytest.raises(OSError, match="this process already has the file open"):
+        HDF5Saver(path, "d").save(np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("bad", [-1, "10", True, float("nan")])
+def test_open_timeout_must_be_seconds(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(SaverOptionError, match="open_timeout= expects seconds >= 0"):
+        HDF5Saver(tmp_path / "r.h5", "d", open_timeout=bad)
+
+
+def test_open_timeout_survives_pickling_and_clone(tmp_path: Path) -> None:
+    saver = HDF5Saver(tmp_path / "r.h5", "d", open_timeout=2.5)
+    assert pickle.loads(pickle.dumps(saver))._open_timeout == 2.5
+    assert saver.clone()._open_timeout == 2.5
+    saver.save(np.zeros((1, 2)))  # the option never reaches h5py's create_dataset

@@ -158,6 +158,62 @@ def test_an_overwrite_rerun_after_nothing_was_saved_takes_the_new_row_shape(tmp_
     np.testing.assert_array_equal(read_rows(saver), np.stack([row_of(i) for i in range(6)]))
 
 
+def _h5_saver(directory, approach: str = "append", **options: object):  # type: ignore[no-untyped-def]
+    from zsaver import HDF5Saver
+
+    return HDF5Saver(directory / "r.h5", "result", approach=approach, **options)
+
+
+def _durable_rows(saver) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import h5py
+
+    from zsaver import HDF5Saver
+
+    if not isinstance(saver, HDF5Saver):
+        return read_rows(saver)
+
+    with h5py.File(saver.path, "r") as f:
+        return f[saver.dataset_name][:]
+
+
+@pytest.mark.parametrize("make_saver", [zarr_saver, _h5_saver], ids=["zarr", "hdf5"])
+def test_an_overwrite_after_an_append_run_that_saved_nothing_starts_afresh(tmp_path, make_saver) -> None:
+    # The failed append run's record (nothing done, rows from 4 on) pinned the overwrite
+    # run to row 4 of its new, empty dataset: the old rows were wiped, then the run
+    # stopped with ResumeMismatchError.
+    make_saver(tmp_path).save(np.full((4, 3), 7.0, dtype=np.float32))
+    with pytest.raises(TaskError):
+        TaskManager(_fails).submit_tasks(range(6), make_saver(tmp_path), progress=False)
+    saver = make_saver(tmp_path, "overwrite")
+    report = TaskManager(row_of).submit_tasks(range(6), saver, progress=False)
+    assert (report.items_done, report.failures) == (6, [])
+    np.testing.assert_array_equal(_durable_rows(make_saver(tmp_path)), np.stack([row_of(i) for i in range(6)]))
+    assert saver.read_record("tasks")["row_base"] == 0
+
+
+@pytest.mark.parametrize("make_saver", [zarr_saver, _h5_saver], ids=["zarr", "hdf5"])
+def test_a_run_refused_at_its_first_save_does_not_bind_the_next_run_to_its_items(tmp_path, make_saver) -> None:
+    # Its record (nothing done) said "10 items": the corrected rerun over 20 items was
+    # refused with ResumeMismatchError although no row of the first run exists.
+    bad = {"compression": "no-such-filter"} if make_saver is _h5_saver else {"compressors": ["no-such-codec"]}
+    with pytest.raises((ValueError, TypeError)):
+        TaskManager(row_of).submit_tasks(range(10), make_saver(tmp_path, **bad), progress=False)
+    report = TaskManager(row_of).submit_tasks(range(20), make_saver(tmp_path), progress=False)
+    assert (report.items_skipped, report.items_done) == (0, 20)
+    np.testing.assert_array_equal(_durable_rows(make_saver(tmp_path)), np.stack([row_of(i) for i in range(20)]))
+
+
+def test_an_append_record_whose_rows_may_be_on_disk_still_pins_the_rerun(tmp_path) -> None:
+    # Rows past the record's row base may be a crashed run's unrecorded rows: the record
+    # must keep the rerun on the same items (it rewrites those rows in place).
+    saver = zarr_saver(tmp_path)
+    with pytest.raises(TaskError):
+        TaskManager(_fails).submit_tasks(range(10), saver, progress=False)
+    saver.save(np.zeros((3, 4), dtype=np.float32))  # as if the failed run had flushed rows
+    with pytest.raises(ResumeMismatchError, match="10 items"):
+        TaskManager(row_of).submit_tasks(range(20), zarr_saver(tmp_path), progress=False)
+
+
 @pytest.mark.parametrize("executor", ["serial", "threads"])
 def test_a_task_that_changes_its_items_in_place_resumes(tmp_path, executor) -> None:
     # The fingerprint was taken after the task ran: items normalised in place

@@ -11,9 +11,11 @@ between flushes leaves the file exactly as the last flush left it; a kill
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,14 @@ import h5py
 import numpy as np
 
 from zsaver._filelock import FileLock
-from zsaver.errors import DatasetNotFoundError, DatasetSpecError, ShapeMismatchError
+from zsaver.errors import (
+    DatasetNotFoundError,
+    DatasetSpecError,
+    DTypeMismatchError,
+    SaverOptionError,
+    ShapeMismatchError,
+    ZsaverError,
+)
 from zsaver.savers._records import check_record_name, read_sidecar, write_sidecar
 from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._validation import (
@@ -44,7 +53,23 @@ CREATE_OPTIONS = frozenset(
         "attributes",
     }
 )
-OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize"}
+OPTIONS = CREATE_OPTIONS | {"shape", "allow_resize", "open_timeout"}
+
+#: Seconds a flush waits for another process's HDF5 lock on the file (a reader).
+DEFAULT_OPEN_TIMEOUT = 60.0
+
+#: numpy dtype kinds h5py has no HDF5 type for, and what to do instead.
+_NO_HDF5_TYPE = {
+    "U": "HDF5 has no fixed-width Unicode type; store the text as UTF-8 bytes "
+         "(np.char.encode(rows, 'utf-8'), dtype 'S<n>') or use ZarrSaver",
+    "T": "HDF5 has no type for numpy's variable-width strings; store the text as UTF-8 "
+         "bytes (dtype 'S<n>') or use ZarrSaver",
+    "M": "h5py has no datetime type; store rows.view('i8') (with the unit in an "
+         "attribute) or use ZarrSaver",
+    "m": "h5py has no timedelta type; store rows.view('i8') (with the unit in an "
+         "attribute) or use ZarrSaver",
+    "O": "HDF5Saver stores numbers, bytes and records, not Python objects",
+}
 
 #: Staged appended rows are written once they hold this many bytes.
 WRITE_STAGE_BYTES = 64 << 20
@@ -57,7 +82,11 @@ class HDF5Saver(StagedSaver):
 
     ``options``: dtype, chunks (rows or a full chunk shape), compression,
     compression_opts, shuffle, fletcher32, fill_value, attributes, plus
-    ``shape`` and ``allow_resize`` as for :class:`~zsaver.ZarrSaver`.
+    ``shape`` and ``allow_resize`` as for :class:`~zsaver.ZarrSaver`; ``open_timeout``
+    (seconds, default 60): how long a flush waits while another process holds the
+    file open (HDF5's own lock) before it raises ``BlockingIOError``.
+    Text (numpy ``U``), datetime and timedelta dtypes have no HDF5 type and are
+    refused with ``DTypeMismatchError`` before anything is written.
 
     Example:
         >>> import numpy as np, tempfile, os, h5py
@@ -81,6 +110,17 @@ class HDF5Saver(StagedSaver):
         self.path = Path(os.fspath(path))
         self.dataset_name = self.name = dataset_name.strip("/")
         self._options = dict(options)
+        timeout = self._options.get("open_timeout", DEFAULT_OPEN_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise SaverOptionError(f"HDF5Saver: open_timeout= expects seconds >= 0; got {timeout!r}")
+        self._open_timeout = float(timeout)
+        if "dtype" in self._options:
+            try:
+                option_dtype = np.dtype(self._options["dtype"])
+            except (TypeError, ValueError):
+                pass  # h5py's dry run names the bad option at the first save
+            else:
+                self._refuse_dtype(option_dtype, "the dtype= option")
         self._max_rows: int | None = None  # of the dataset adopted last; None: no limit
         super().__init__(
             approach,
@@ -124,17 +164,47 @@ class HDF5Saver(StagedSaver):
     @contextlib.contextmanager
     def _file(self, mode: str) -> Iterator[h5py.File]:
         with FileLock(self.lock_path):
+            f = self._open(mode)
+            with f:
+                yield f
+
+    def _refuse_dtype(self, dtype: np.dtype, whose: str) -> None:
+        if dtype.kind in _NO_HDF5_TYPE:
+            raise DTypeMismatchError(
+                f"dataset {self.dataset_name!r}: {whose} has dtype {dtype}, which HDF5Saver cannot "
+                f"store: {_NO_HDF5_TYPE[dtype.kind]}"
+            )
+
+    def _open(self, mode: str) -> h5py.File:
+        """Open the file, waiting up to ``open_timeout`` while another process holds HDF5's lock."""
+        deadline = time.monotonic() + self._open_timeout
+        pause = 0.05
+        while True:
             try:
-                f = h5py.File(self.path, mode)
+                return h5py.File(self.path, mode)
+            except BlockingIOError as exc:  # HDF5's file lock: a reader in another process
+                if time.monotonic() + pause > deadline:
+                    raise BlockingIOError(
+                        errno.EAGAIN,
+                        f"{self.path}: another process has the file open (HDF5 file locking) and "
+                        f"kept it open for the {self._open_timeout:g} s open_timeout; close it, or "
+                        "read with HDF5_USE_FILE_LOCKING=FALSE set in the reader's environment, "
+                        "then flush again (the staged rows are kept)",
+                    ) from exc
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
             except OSError as exc:
                 readable = self.path.is_file() and os.access(self.path, os.R_OK)
                 if readable and not h5py.is_hdf5(self.path):
                     raise DatasetSpecError(
                         f"{self.path}: expected an HDF5 file, found a file of another kind"
                     ) from exc
+                if "already open" in str(exc):
+                    raise OSError(
+                        f"{self.path}: this process already has the file open (read-only, for "
+                        f"example with h5py.File); close it before the saver flushes ({exc})",
+                    ) from exc
                 raise
-            with f:
-                yield f
 
     def _dataset(self, f: h5py.File) -> h5py.Dataset | None:
         parts = self.dataset_name.strip("/").split("/")
@@ -200,8 +270,9 @@ class HDF5Saver(StagedSaver):
             return None if ds is None else ds.shape[0]
 
     def _creation_kwargs(self, shape: tuple[int, ...], data_dtype: np.dtype) -> dict[str, Any]:
-        kwargs = {k: v for k, v in self._options.items() if k != "attributes"}
+        kwargs = {k: v for k, v in self._options.items() if k not in ("attributes", "open_timeout")}
         dtype = np.dtype(kwargs.pop("dtype", data_dtype))
+        self._refuse_dtype(dtype, "the dtype= option" if "dtype" in self._options else "the data")
         # h5py would read chunks=True as "auto" and truncate 2.5: refuse both.
         chunks = check_chunks(kwargs.pop("chunks", None), self.dataset_name, auto=False)
         if chunks is None:
@@ -240,7 +311,7 @@ class HDF5Saver(StagedSaver):
             with h5py.File(probe, "w", driver="core", backing_store=False) as f:
                 ds = self._make(f, shape, data_dtype, fill=fill)
                 return DatasetSpec(np.dtype(ds.dtype), tuple(shape[1:]), int(ds.chunks[0]))
-        except DatasetSpecError:  # ours, already naming the option
+        except ZsaverError:  # ours, already naming the option or the dtype
             raise
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(

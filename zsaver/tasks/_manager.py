@@ -217,6 +217,8 @@ class _Run:
             return 0
         existing = saver.read_record(self.record_name) if self.records and self.resume else None
         record = None if existing is None else CompletionRecord.model_validate(existing)
+        if record is not None and self._covers_nothing(saver, record):
+            record = None  # this run starts afresh, with its own items and row base
         # An overwrite run that saved nothing yet still replaces the old dataset.
         self._adopt_dataset_rows(saver, resuming=record is not None and record.items_done > 0)
         if record is not None:
@@ -271,6 +273,21 @@ class _Run:
             self.record.row_shape, self.record.dtype = list(self.row_shape), dtype_to_json(self.dtype)  # type: ignore[arg-type]
         self.committed = self.record.items_done
         return self.record.items_done
+
+    def _covers_nothing(self, saver: Saver, record: CompletionRecord) -> bool:
+        """Whether ``record`` (of an earlier run) vouches for no row this run could keep.
+
+        Its run committed no item, and either this run replaces the dataset
+        (overwrite) or no row of that run reached the dataset (append, the
+        length still at the record's row base). Such a record must not pin this
+        run to the earlier run's items or row base: an overwrite would write
+        from that row base into the new, empty dataset.
+        """
+        if record.items_done or self.write_mode != "driver":
+            return False
+        if self.approach == "overwrite":
+            return True
+        return self.approach == "append" and saver_length(saver) == record.row_base
 
     def _check_worker_alignment(self, saver: Saver, next_row: int) -> None:
         """With ``write="workers"``, refuse before anything is written what workers cannot do."""
