@@ -4,13 +4,22 @@ zarr 3 has no process synchronizer; savers (dataset and chunk locks) and shard
 stores (per-shard consolidation locks) use this instead. Every lock of a store
 is one byte of the same empty file, ``<root>/.zsaver.lock``, locked with an
 open-file-description (OFD) byte-range lock, so a store never holds more than
-that one lock file, however many datasets and stripes it locks. OFD locks
-belong to the descriptor, not the process, so each acquisition opens its own
-descriptor and two threads of one process exclude each other; a per-lock
-thread lock keeps them exclusive where a file system implements byte-range
-locks per process (as NFS's lock managers may). Where the platform has no OFD
-locks (not Linux), each byte becomes its own ``flock``-ed file next to the lock
-file instead: the same exclusion, more files.
+that one lock file, however many datasets and stripes it locks.
+
+Threads of one process exclude each other through a thread lock per byte;
+processes through the byte-range lock. A process opens each lock file once and
+keeps that descriptor while any lock in it is held (idle descriptors are closed
+once more than :data:`MAX_IDLE_FILES` accumulate), so no release ever closes a
+descriptor through which another lock is held: where a file system implements
+byte-range locks per process (FUSE file systems, some lock managers), closing
+any descriptor of a file drops every lock the process holds on it. A child made
+by ``fork`` forgets the inherited descriptors and opens its own. A lock file
+deleted and made again meanwhile (zsaver never deletes one) is noticed after
+each acquisition, by its inode, and the lock is taken again on the new file.
+
+Where the platform has no OFD locks (not Linux), each byte becomes its own
+``flock``-ed file in a directory next to the lock file (``.zsaver.lock.d/<byte>``)
+instead: the same exclusion, more files.
 
 The byte map: the store's own locks use bytes below :data:`STORE_LOCK_SPAN`;
 each dataset gets a block of :data:`DATASET_LOCK_SPAN` bytes at
@@ -26,28 +35,49 @@ import hashlib
 import os
 import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 #: The lock file at the root of every locally stored zarr tree zsaver writes to.
 LOCK_FILE_NAME = ".zsaver.lock"
+#: Where the per-byte lock files go on platforms without OFD locks.
+FALLBACK_DIR_SUFFIX = ".d"
 #: Bytes [0, STORE_LOCK_SPAN) belong to the shard store's own locks.
 STORE_LOCK_SPAN = 1024
 #: Bytes per dataset: the dataset lock and its chunk-lock stripes.
 DATASET_LOCK_SPAN = 1024
+#: Open lock files with no lock held that a process keeps before closing the oldest.
+MAX_IDLE_FILES = 32
 
 _OFD_SETLKW: int | None = getattr(fcntl, "F_OFD_SETLKW", None)
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
 
+
+@dataclass(eq=False)
+class _OpenLockFile:
+    """A lock file this process has open, and how many of its locks are held through it."""
+
+    path: str
+    fd: int
+    inode: tuple[int, int]
+    held: int = 0
+
+
 _registry_guard = threading.Lock()
 _thread_locks: dict[tuple[str, int], threading.Lock] = {}
+_open_files: dict[str, _OpenLockFile] = {}  # by path, oldest first
 
 
 def _reset_after_fork() -> None:
-    # A lock held by another thread at fork time would never be released in the child.
-    global _registry_guard, _thread_locks
+    # A lock held by another thread at fork time would never be released in the child,
+    # and the inherited descriptors share their locks with the parent's: start afresh
+    # (the inherited descriptors are left open, not closed: a lock object the child
+    # inherited may still release through one).
+    global _registry_guard, _thread_locks, _open_files
     _registry_guard = threading.Lock()
     _thread_locks = {}
+    _open_files = {}
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -61,6 +91,45 @@ def _thread_lock_for(key: tuple[str, int]) -> threading.Lock:
         return lock
 
 
+def _inode(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _check_out(path: str) -> _OpenLockFile:
+    """The process's open descriptor of ``path`` (opened, or reopened if the file was replaced)."""
+    with _registry_guard:
+        entry = _open_files.get(path)
+        if entry is not None:
+            try:
+                current = _inode(os.stat(path))
+            except FileNotFoundError:
+                current = None
+            if current != entry.inode:
+                del _open_files[path]  # replaced: its holders close it when they release
+                if entry.held == 0:
+                    os.close(entry.fd)
+                entry = None
+        if entry is None:
+            fd = _open_lock_file(path)
+            entry = _open_files[path] = _OpenLockFile(path, fd, _inode(os.fstat(fd)))
+        entry.held += 1
+        return entry
+
+
+def _check_in(entry: _OpenLockFile) -> None:
+    """One lock fewer held through ``entry``; close descriptors no lock needs beyond the bound."""
+    with _registry_guard:
+        entry.held -= 1
+        if _open_files.get(entry.path) is not entry:
+            if entry.held == 0:
+                os.close(entry.fd)  # a replaced file's last holder is gone
+            return
+        idle = [e for e in _open_files.values() if e.held == 0]
+        for stale in idle[: max(0, len(idle) - MAX_IDLE_FILES)]:
+            del _open_files[stale.path]
+            os.close(stale.fd)
+
+
 def lock_file(root: str | os.PathLike[str]) -> Path:
     """The lock file of the zarr tree at ``root``."""
     return Path(root) / LOCK_FILE_NAME
@@ -72,8 +141,12 @@ def dataset_lock_base(dataset_path: str) -> int:
     Example:
         >>> dataset_lock_base("runs/a") >= STORE_LOCK_SPAN
         True
+        >>> dataset_lock_base("runs//a/") == dataset_lock_base("runs/a")
+        True
     """
-    digest = hashlib.blake2b(dataset_path.encode(), digest_size=6).digest()
+    # Spellings zarr takes for one node ("a//b", "/a/b/", "a/./b") must share the block.
+    canonical = "/".join(part for part in dataset_path.split("/") if part not in ("", "."))
+    digest = hashlib.blake2b(canonical.encode(), digest_size=6).digest()
     return STORE_LOCK_SPAN + int.from_bytes(digest, "big") * DATASET_LOCK_SPAN
 
 
@@ -110,51 +183,73 @@ class FileLock:
             raise ValueError(f"a lock offset is a byte position >= 0, got {offset}")
         self.path = os.path.abspath(os.fspath(path))
         self.offset = offset
-        self._fd: int | None = None
+        self._file: _OpenLockFile | None = None
         self._thread_lock: threading.Lock | None = None
-
-    def _file_path(self) -> str:
-        if _OFD_SETLKW is not None:
-            return self.path
-        return f"{self.path}.{self.offset}"  # no OFD locks: one flock-ed file per byte
 
     def acquire(self) -> None:
         """Block until the lock is held by this object."""
         thread_lock = _thread_lock_for((self.path, self.offset))
         thread_lock.acquire()
         try:
-            fd = _open_lock_file(self._file_path())
-            try:
-                if _OFD_SETLKW is not None:
-                    fcntl.fcntl(fd, _OFD_SETLKW, _flock_struct(fcntl.F_WRLCK, self.offset))
-                else:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
+            self._file = self._lock_current_file()
         except BaseException:
             thread_lock.release()
             raise
-        self._fd, self._thread_lock = fd, thread_lock
+        self._thread_lock = thread_lock
+
+    def _lock_current_file(self) -> _OpenLockFile:
+        if _OFD_SETLKW is None:
+            return self._lock_fallback_file()
+        while True:
+            entry = _check_out(self.path)
+            try:
+                fcntl.fcntl(entry.fd, _OFD_SETLKW, _flock_struct(fcntl.F_WRLCK, self.offset))
+            except BaseException:
+                _check_in(entry)
+                raise
+            try:
+                still_current = _inode(os.stat(self.path)) == entry.inode
+            except FileNotFoundError:
+                still_current = False
+            if still_current:
+                return entry
+            # The file was deleted (and maybe made again) while we waited: a lock on
+            # the old inode excludes nobody who opens the path now. Take it again.
+            self._unlock(entry)
+
+    def _lock_fallback_file(self) -> _OpenLockFile:
+        path = os.path.join(self.path + FALLBACK_DIR_SUFFIX, str(self.offset))
+        entry = _check_out(path)
+        try:
+            fcntl.flock(entry.fd, fcntl.LOCK_EX)
+        except BaseException:
+            _check_in(entry)
+            raise
+        return entry
+
+    def _unlock(self, entry: _OpenLockFile) -> None:
+        try:
+            if _OFD_SETLK is not None:
+                fcntl.fcntl(entry.fd, _OFD_SETLK, _flock_struct(fcntl.F_UNLCK, self.offset))
+            else:
+                fcntl.flock(entry.fd, fcntl.LOCK_UN)
+        finally:
+            _check_in(entry)
 
     def release(self) -> None:
         """Release the lock; releasing an unheld lock is an error."""
-        if self._fd is None or self._thread_lock is None:
+        if self._file is None or self._thread_lock is None:
             raise RuntimeError(f"lock {self.path} (byte {self.offset}) is not held")
-        fd, thread_lock = self._fd, self._thread_lock
-        self._fd = self._thread_lock = None
+        entry, thread_lock = self._file, self._thread_lock
+        self._file = self._thread_lock = None
         try:
-            if _OFD_SETLK is not None:
-                fcntl.fcntl(fd, _OFD_SETLK, _flock_struct(fcntl.F_UNLCK, self.offset))
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            self._unlock(entry)
         finally:
-            os.close(fd)
             thread_lock.release()
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._file is not None
 
     def __enter__(self) -> FileLock:
         self.acquire()

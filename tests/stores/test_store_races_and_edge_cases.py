@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -290,3 +291,41 @@ def test_write_direct_flush_creates_the_directories_of_nested_files(
     reopened = H5ShardStore(tmp_path)
     np.testing.assert_array_equal(zarr.open_array(reopened, path="x", mode="r")[:], data)
     assert reopened.count_chunks("x/")["loose"] == 0
+
+
+class _ReplacedWhileOpened:
+    """A container whose shard is replaced (a fresh copy renamed over it) during each of
+    the first ``times`` index reads, as a consolidation loop in another process does."""
+
+    def __init__(self, container: object, times: int) -> None:
+        self._container, self.left = container, times
+        self._lock = threading.Lock()
+
+    def read_index(self, path: str) -> object:
+        with self._lock:  # zarr reads chunks from several threads
+            replace, self.left = self.left > 0, max(0, self.left - 1)
+        if replace:
+            copy = f"{path}.{threading.get_ident()}.copy"
+            with open(path, "rb") as src, open(copy, "wb") as dst:
+                dst.write(src.read())
+            os.replace(copy, path)
+        return self._container.read_index(path)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._container, name)
+
+
+def test_a_reader_gets_through_a_shard_replaced_many_times_while_it_opens_it(
+    store_cls: type, tmp_path: Path
+) -> None:
+    # After 10 such replacements the read failed: "keeps changing while being opened".
+    store = store_cls(tmp_path, chunks_per_shard=(4,))
+    zarr.create_array(store, name="a", shape=(8,), chunks=(2,), dtype="i4")[:] = np.arange(8)
+    store.consolidate()
+    reader = store_cls(tmp_path)
+    churn = _ReplacedWhileOpened(reader._cache.container, times=25)
+    reader._cache.container = churn
+    expected = store.get_sync("a/c/1", prototype=default_buffer_prototype())
+    assert reader.get_sync("a/c/1", prototype=default_buffer_prototype()) == expected  # one acquire
+    assert churn.left == 0
+    np.testing.assert_array_equal(zarr.open_array(reader, path="a", mode="r")[:], np.arange(8))

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from zsaver._filelock import LOCK_FILE_NAME
+from zsaver._filelock import FALLBACK_DIR_SUFFIX, LOCK_FILE_NAME
 from zsaver.errors import StoreConfigError
 
 MARKER_NAME = ".zsaver-store.json"
@@ -21,7 +21,9 @@ JOURNAL_NAME = ".zsaver-convert.json"
 #: Where earlier zsaver versions kept one lock file per lock; skipped like the rest.
 LEGACY_LOCKS_DIR = ".zsaver-locks"
 #: Root entries that belong to the store itself, never to zarr.
-BOOKKEEPING = frozenset({MARKER_NAME, JOURNAL_NAME, LOCK_FILE_NAME, LEGACY_LOCKS_DIR})
+BOOKKEEPING = frozenset(
+    {MARKER_NAME, JOURNAL_NAME, LOCK_FILE_NAME, LOCK_FILE_NAME + FALLBACK_DIR_SUFFIX, LEGACY_LOCKS_DIR}
+)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

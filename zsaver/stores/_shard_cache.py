@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Protocol
+
+#: Times :meth:`ShardHandleCache.acquire` opens a shard that is replaced meanwhile
+#: (by consolidations in another process) before it gives up: about 0.9 s of waits in all.
+_OPEN_ATTEMPTS = 100
 
 IndexEntry = tuple[int, int]
 Signature = tuple[int, int, int, int]
@@ -105,7 +110,9 @@ class ShardHandleCache:
         Call :meth:`release` when done with it.
         """
         self._check_fork()
-        for _ in range(10):
+        for attempt in range(_OPEN_ATTEMPTS):
+            if attempt >= 3:  # a consolidation loop replaces it again and again: let it pass
+                time.sleep(min(0.0005 * attempt, 0.01))
             try:
                 sig = signature(os.stat(path))
             except FileNotFoundError:
@@ -129,7 +136,7 @@ class ShardHandleCache:
                     _, evicted = self._handles.popitem(last=False)
                     self._retire(evicted)
             return handle
-        raise OSError(f"shard {path} keeps changing while being opened")
+        raise OSError(f"shard {path} was replaced {_OPEN_ATTEMPTS} times while being opened")
 
     def _open(self, path: str) -> ShardHandle | None:
         try:
