@@ -36,7 +36,6 @@ from zsaver.savers._records import check_record_name, read_sidecar, write_sideca
 from zsaver.savers._session import DatasetSpec, StagedSaver
 from zsaver.savers._validation import (
     check_chunks,
-    check_fill_value,
     check_options,
     default_row_chunk,
 )
@@ -272,7 +271,8 @@ class HDF5Saver(StagedSaver):
     def _creation_kwargs(self, shape: tuple[int, ...], data_dtype: np.dtype) -> dict[str, Any]:
         kwargs = {k: v for k, v in self._options.items() if k not in ("attributes", "open_timeout")}
         dtype = np.dtype(kwargs.pop("dtype", data_dtype))
-        self._refuse_dtype(dtype, "the dtype= option" if "dtype" in self._options else "the data")
+        if "dtype" not in self._options:  # a dtype= option was judged when the saver was made
+            self._refuse_dtype(dtype, "the data")
         # h5py would read chunks=True as "auto" and truncate 2.5: refuse both.
         chunks = check_chunks(kwargs.pop("chunks", None), self.dataset_name, auto=False)
         if chunks is None:
@@ -294,18 +294,9 @@ class HDF5Saver(StagedSaver):
             ds.attrs[key] = value
         return ds
 
-    def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
-        fill_value = self._options.get("fill_value")
-        spec = self._dry_run(shape, data_dtype, fill=False)
-        if fill_value is not None:
-            # Checked first (h5py would store 300 as 255 in a uint8 dtype, NaN as
-            # INT_MIN in an int one), then h5py has its say.
-            check_fill_value(fill_value, spec.dtype, self.dataset_name)
-            spec = self._dry_run(shape, data_dtype, fill=True)
-        return spec
-
     def _dry_run(self, shape: tuple[int, ...], data_dtype: np.dtype, fill: bool) -> DatasetSpec:
-        # Dry run in an in-memory HDF5 file: h5py checks every option, no byte hits disk.
+        """The dataset the creation options make, in an in-memory HDF5 file: h5py checks
+        every option, no byte hits disk."""
         probe = f"zsaver-probe-{os.getpid()}-{next(_probe_names)}"
         try:
             with h5py.File(probe, "w", driver="core", backing_store=False) as f:

@@ -29,6 +29,7 @@ from zsaver.errors import (
 from zsaver.savers._staging import RowStager, UpdateStager
 from zsaver.savers._validation import (
     as_array,
+    check_fill_value,
     check_row_shape,
     is_int,
     is_single_index,
@@ -90,9 +91,24 @@ class StagedSaver(Saver):
     def _open_spec(self) -> bool:
         """Open the existing dataset (set ``_spec`` and ``_length``); False if there is none."""
 
-    @abc.abstractmethod
     def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
-        """Check the creation options for ``shape`` without writing anything."""
+        """Check the creation options for ``shape`` without writing anything.
+
+        The fill value is judged as a value against the planned dtype first (zarr
+        would store 1.5 as 1 in an int dtype, h5py 300 as 255 in a uint8 one), then
+        the backend has its say on it too.
+        """
+        spec = self._dry_run(shape, data_dtype, fill=False)
+        fill_value = self._options.get("fill_value")
+        if fill_value is not None:
+            check_fill_value(fill_value, spec.dtype, self.name)
+            spec = self._dry_run(shape, data_dtype, fill=True)
+        return spec
+
+    @abc.abstractmethod
+    def _dry_run(self, shape: tuple[int, ...], data_dtype: np.dtype, fill: bool) -> DatasetSpec:
+        """The dataset the creation options make for ``shape``, made in memory only
+        (with the ``fill_value`` option if ``fill``); DatasetSpecError if they are refused."""
 
     @abc.abstractmethod
     def _create(self, shape: tuple[int, ...], data_dtype: np.dtype, replace: bool) -> None:

@@ -34,7 +34,6 @@ from zsaver.savers._staging import ChunkUpdate
 from zsaver.savers._store_io import delete_key, get_bytes, set_bytes
 from zsaver.savers._validation import (
     check_chunks,
-    check_fill_value,
     check_options,
     default_row_chunk,
     is_int,
@@ -508,31 +507,24 @@ class ZarrSaver(StagedSaver):
             )
         return existing
 
-    def _plan_spec(self, shape: tuple[int, ...], data_dtype: np.dtype) -> DatasetSpec:
+    def _dry_run(self, shape: tuple[int, ...], data_dtype: np.dtype, fill: bool) -> DatasetSpec:
+        """The array the creation options make, created in memory: zarr validates every option."""
         kwargs = self._creation_kwargs(shape, data_dtype)
-        fill_value = kwargs.pop("fill_value", None)
-        probe = self._dry_run(shape, kwargs)
-        if fill_value is not None:
-            # Checked first (zarr would store 1.5 as 1 in an int dtype), then zarr
-            # has its say on the value too.
-            check_fill_value(fill_value, np.dtype(probe.dtype), self.path)
-            probe = self._dry_run(shape, dict(kwargs, fill_value=fill_value))
-        return DatasetSpec(
-            np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
-        )
-
-    def _dry_run(self, shape: tuple[int, ...], kwargs: dict[str, Any]) -> zarr.Array:
-        """The array ``kwargs`` make, created in memory: zarr validates every option."""
+        if not fill:
+            kwargs.pop("fill_value", None)
         try:
             memory = zarr.storage.MemoryStore()
             zarr.create_array(memory, shape=shape, **kwargs)
             # As reopened: zarr 3 stores a big-endian dtype as the native one.
-            return zarr.open_array(memory, mode="r")
+            probe = zarr.open_array(memory, mode="r")
         except Exception as exc:  # any refusal of the dry run means unusable options
             raise DatasetSpecError(
                 f"dataset {self.path!r}: zarr refuses the creation options "
                 f"{kwargs} for shape {shape}: {exc}"
             ) from exc
+        return DatasetSpec(
+            np.dtype(probe.dtype), tuple(shape[1:]), int((probe.shards or probe.chunks)[0])
+        )
 
     def _holds_node(self, path: str, kind: str) -> bool:
         """Whether zarr metadata of a ``kind`` ("array" or "group") node is stored at ``path``."""
