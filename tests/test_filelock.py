@@ -25,17 +25,19 @@ def _increment(lock_path: str, counter: str, n: int, offset: int = 0) -> None:
             p.write_text(str(value + 1))
 
 
-def test_processes_do_not_lose_increments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset, n_procs", [(0, 4), (2**58, 3)], ids=["byte-0", "far-byte"])
+def test_processes_do_not_lose_increments(tmp_path: Path, offset: int, n_procs: int) -> None:
     counter = tmp_path / "counter"
     counter.write_text("0")
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_increment, args=(str(tmp_path / "l.lock"), str(counter), 40)) for _ in range(4)]
+    procs = [ctx.Process(target=_increment, args=(str(tmp_path / "l.lock"), str(counter), 40, offset))
+             for _ in range(n_procs)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
         assert p.exitcode == 0
-    assert int(counter.read_text()) == 160
+    assert int(counter.read_text()) == 40 * n_procs
 
 
 def test_threads_do_not_lose_increments(tmp_path: Path) -> None:
@@ -89,20 +91,6 @@ def test_threads_on_different_bytes_do_not_wait_on_each_other(tmp_path: Path) ->
         t.start()
         assert taken.wait(timeout=10)
         t.join()
-
-
-def test_processes_on_a_shared_offset_do_not_lose_increments(tmp_path: Path) -> None:
-    counter = tmp_path / "counter"
-    counter.write_text("0")
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_increment, args=(str(tmp_path / "l.lock"), str(counter), 40, 2**58))
-             for _ in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-        assert p.exitcode == 0
-    assert int(counter.read_text()) == 120
 
 
 def test_dataset_blocks_lie_past_the_stores_own_locks() -> None:
