@@ -96,24 +96,28 @@ def _inode(st: os.stat_result) -> tuple[int, int]:
 
 
 def _check_out(path: str) -> _OpenLockFile:
-    """The process's open descriptor of ``path`` (opened, or reopened if the file was replaced)."""
+    """The process's open descriptor of ``path``, opened on first use."""
     with _registry_guard:
         entry = _open_files.get(path)
-        if entry is not None:
-            try:
-                current = _inode(os.stat(path))
-            except FileNotFoundError:
-                current = None
-            if current != entry.inode:
-                del _open_files[path]  # replaced: its holders close it when they release
-                if entry.held == 0:
-                    os.close(entry.fd)
-                entry = None
         if entry is None:
             fd = _open_lock_file(path)
             entry = _open_files[path] = _OpenLockFile(path, fd, _inode(os.fstat(fd)))
         entry.held += 1
         return entry
+
+
+def _forget(entry: _OpenLockFile) -> None:
+    """Open ``entry``'s path afresh from now on (its file was replaced); its last holder closes it."""
+    with _registry_guard:
+        if _open_files.get(entry.path) is entry:
+            del _open_files[entry.path]
+
+
+def _names_inode(path: str, inode: tuple[int, int]) -> bool:
+    try:
+        return _inode(os.stat(path)) == inode
+    except FileNotFoundError:
+        return False
 
 
 def _check_in(entry: _OpenLockFile) -> None:
@@ -198,34 +202,26 @@ class FileLock:
         self._thread_lock = thread_lock
 
     def _lock_current_file(self) -> _OpenLockFile:
-        if _OFD_SETLKW is None:
-            return self._lock_fallback_file()
+        if _OFD_SETLKW is not None:
+            path = self.path
+        else:  # no OFD locks: one flock-ed file per byte
+            path = os.path.join(self.path + FALLBACK_DIR_SUFFIX, str(self.offset))
         while True:
-            entry = _check_out(self.path)
+            entry = _check_out(path)
             try:
-                fcntl.fcntl(entry.fd, _OFD_SETLKW, _flock_struct(fcntl.F_WRLCK, self.offset))
+                if _OFD_SETLKW is not None:
+                    fcntl.fcntl(entry.fd, _OFD_SETLKW, _flock_struct(fcntl.F_WRLCK, self.offset))
+                else:
+                    fcntl.flock(entry.fd, fcntl.LOCK_EX)
             except BaseException:
                 _check_in(entry)
                 raise
-            try:
-                still_current = _inode(os.stat(self.path)) == entry.inode
-            except FileNotFoundError:
-                still_current = False
-            if still_current:
+            if _names_inode(path, entry.inode):
                 return entry
             # The file was deleted (and maybe made again) while we waited: a lock on
             # the old inode excludes nobody who opens the path now. Take it again.
+            _forget(entry)
             self._unlock(entry)
-
-    def _lock_fallback_file(self) -> _OpenLockFile:
-        path = os.path.join(self.path + FALLBACK_DIR_SUFFIX, str(self.offset))
-        entry = _check_out(path)
-        try:
-            fcntl.flock(entry.fd, fcntl.LOCK_EX)
-        except BaseException:
-            _check_in(entry)
-            raise
-        return entry
 
     def _unlock(self, entry: _OpenLockFile) -> None:
         try:
