@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import zarr
 from helpers import (
     FlakyOnce,
     fails_at,
@@ -12,7 +13,7 @@ from helpers import (
     zarr_saver,
 )
 
-from zsaver import TaskError, TaskManager
+from zsaver import TaskError, TaskManager, ZarrSaver
 from zsaver.tasks import read_failures
 
 
@@ -199,7 +200,7 @@ def test_a_fill_value_refused_late_leaves_no_unsaved_item_recorded_as_done(tmp_p
     # batches; the refusal comes when batch 0 is released. Nothing after it may be
     # recorded as done, and a rerun with a fill that fits ends as a clean run.
     saver = zarr_saver(tmp_path / "ds", approach="update", row_chunk=10)
-    with pytest.raises(ValueError, match=r"fill_value=1\.5 cannot be stored exactly"):
+    with pytest.raises(ValueError, match=r"fill_value=1\.5 cannot be stored in the results' dtype int64 unchanged"):
         TaskManager(int_then_float, executor="threads", n_workers=2, batch_size=10).submit_tasks(
             range(40), saver, save_interval=100, on_error="skip", fill_value=1.5,
             task_kwargs={"slow": (0,)}, progress=False, max_in_flight=4,
@@ -374,11 +375,28 @@ def test_the_savers_dtype_rules_from_the_first_result_on(tmp_path) -> None:
 @pytest.mark.parametrize("fill_value", [1.5, 300, "x"])
 def test_a_fill_value_the_results_dtype_cannot_hold_is_refused(tmp_path, fill_value) -> None:
     saver = zarr_saver(tmp_path / "ds", row_chunk=4)
-    with pytest.raises(ValueError, match="cannot be stored exactly in the results' dtype uint8"):
+    with pytest.raises(ValueError, match="cannot be stored in the results' dtype uint8 unchanged"):
         TaskManager(lambda i: np.array([i], dtype=np.uint8)).submit_tasks(
             range(8), saver, on_error="skip", fill_value=fill_value, progress=False
         )
     assert saver.read_record("tasks")["items_done"] == 0
+
+
+@pytest.mark.parametrize(("fill_value", "dtype", "stored"), [
+    (0.1, np.float32, np.float32(0.1)),  # floats round, as data does
+    ("NaN", np.float32, np.float32(np.nan)),  # the text zarr itself writes for NaN
+    (0, np.bool_, False),
+])
+def test_the_fill_value_rule_is_the_savers_rule(tmp_path, fill_value, dtype, stored) -> None:
+    # What ZarrSaver(fill_value=...) accepts, the TaskManager's fill_value accepts too.
+    ZarrSaver(zarr.storage.LocalStore(tmp_path / "plain"), "d", fill_value=fill_value).save(np.zeros((1, 2), dtype))
+    saver = zarr_saver(tmp_path / "ds", row_chunk=4)
+    report = TaskManager(lambda i: np.full(2, i, dtype) if i != 1 else 1 / 0).submit_tasks(
+        range(3), saver, on_error="skip", fill_value=fill_value, progress=False)
+    assert [f.index for f in report.failures] == [1]
+    rows = read_rows(saver)
+    assert rows.dtype == dtype
+    np.testing.assert_array_equal(rows[1], np.full(2, stored, dtype))
 
 
 @pytest.mark.parametrize("executor", ["serial", "processes"])

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import operator
-import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from zsaver._casting import fill_value_problem
 from zsaver.errors import (
     DatasetSpecError,
     DTypeMismatchError,
@@ -118,65 +118,12 @@ def check_fill_value(fill_value: Any, dtype: np.dtype, dataset: str) -> None:
     """
     if fill_value is None:  # the backend's default fill value
         return
-    why = _fill_problem(fill_value, dtype)
+    why = fill_value_problem(fill_value, dtype)
     if why is not None:
         raise DatasetSpecError(
             f"dataset {dataset!r}: fill_value={fill_value!r} cannot be stored in dtype "
             f"{dtype} unchanged: {why}"
         )
-
-
-def _fill_problem(fill_value: Any, dtype: np.dtype) -> str | None:
-    """Why ``fill_value`` cannot fill ``dtype`` unchanged, or None if it can."""
-    if dtype.names is not None and isinstance(fill_value, tuple):
-        if len(fill_value) != len(dtype.names):
-            return f"got {len(fill_value)} values for {len(dtype.names)} fields"
-        for name, value in zip(dtype.names, fill_value, strict=True):
-            field = dtype.fields[name][0]  # type: ignore[index]
-            if np.shape(value) not in ((), field.shape):
-                return (
-                    f"field {name!r} holds values of shape {field.shape}; got a value of "
-                    f"shape {np.shape(value)}"
-                )
-            why = _fill_problem(value, field.base)
-            if why is not None:
-                return f"{why} (in field {name!r})"
-        return None
-    try:
-        value = np.asarray(fill_value)
-    except (ValueError, OverflowError) as exc:  # ragged sequences, ints past 64 bits
-        return f"expected a single value numpy can hold ({exc})"
-    if value.dtype == object or value.ndim != 0:
-        return f"expected a single value; got one of dtype {value.dtype} and shape {value.shape}"
-    if dtype.names is not None or value.dtype.names is not None:
-        return f"expected a tuple of one value per field of {dtype}"
-    # A value, not typed data: 0 may fill a bool or uint8 dataset, "NaT" a datetime
-    # one, "NaN" a float one; what must not happen is the value changing on the way.
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            stored = value.astype(dtype)
-        except (ValueError, TypeError, OverflowError) as exc:
-            return f"numpy does not convert it ({exc})"
-        if value.dtype.kind in "UST" and dtype.kind not in "UST":
-            if dtype.kind in "fc":  # text numpy parsed ("NaN", "1e3"): it must not overflow
-                value = value.astype(np.complex128 if dtype.kind == "c" else np.float64)
-            else:
-                return None  # as it reads ("NaT", "12")
-        if dtype.kind in "fc" and value.dtype.kind in "biufc":
-            # Floats round to the nearest value they hold; they must not overflow.
-            if np.isfinite(value) and not np.all(np.isfinite(stored.view(stored.dtype))):
-                return f"{fill_value!r} overflows {dtype}"
-            return None
-        try:
-            back = stored.astype(value.dtype)
-            same = bool(back == value) or (bool(np.isnan(back)) and bool(np.isnan(value))
-                                           if value.dtype.kind in "fcmM" else False)
-        except (ValueError, TypeError, OverflowError):
-            same = False
-    if not same:
-        return f"it would be stored as {stored[()]!r} (overflow, wrap-around or truncation)"
-    return None
 
 
 def check_options(options: dict[str, Any], allowed: frozenset[str], saver: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zsaver._casting import cast_rows
+from zsaver._casting import cast_rows, fill_value_problem
 from zsaver.errors import DTypeMismatchError, ShapeMismatchError
 from zsaver.tasks._report import ItemFailure
 from zsaver.tasks._task import FunctionTask, Task
@@ -300,20 +300,15 @@ def default_fill(dtype: np.dtype) -> Any:
 
 
 def check_fill_value(fill_value: Any, dtype: np.dtype) -> None:
-    """Raise ValueError unless ``fill_value`` is stored exactly in ``dtype`` (None: the default)."""
+    """Raise ValueError unless ``fill_value`` fills ``dtype`` unchanged (None: the default).
+
+    The savers' rule for their own ``fill_value=`` (:func:`zsaver._casting.fill_value_problem`).
+    """
     if fill_value is None:
         return
-    value = np.asarray(fill_value)
-    try:
-        stored = value.astype(dtype)
-        try:
-            exact = np.array_equal(stored, value, equal_nan=True)
-        except TypeError:  # strings and other types without NaN
-            exact = np.array_equal(stored, value)
-    except (ValueError, TypeError, OverflowError):
-        exact = False
-    if not exact:
-        raise ValueError(f"fill_value={fill_value!r} cannot be stored exactly in the results' dtype {dtype}")
+    why = fill_value_problem(fill_value, dtype)
+    if why is not None:
+        raise ValueError(f"fill_value={fill_value!r} cannot be stored in the results' dtype {dtype} unchanged: {why}")
 
 
 def expand_rows(outcome: BatchOutcome, k: int, row_shape: tuple[int, ...], dtype: np.dtype,
