@@ -329,3 +329,36 @@ def test_a_reader_gets_through_a_shard_replaced_many_times_while_it_opens_it(
     assert reader.get_sync("a/c/1", prototype=default_buffer_prototype()) == expected  # one acquire
     assert churn.left == 0
     np.testing.assert_array_equal(zarr.open_array(reader, path="a", mode="r")[:], np.arange(8))
+
+
+# ---------------------------------------------------------------- a listing while a new shard appears
+@pytest.mark.parametrize("ndim", [1, 3])
+def test_a_listing_finds_chunks_absorbed_into_a_shard_created_during_its_walk(
+    store_cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ndim: int
+) -> None:
+    # The walk reads the array directory (no shard there yet), then another store on
+    # the same root consolidates: a new shard is renamed in and the loose files it
+    # absorbed are removed before the walk reaches them.
+    import zsaver.stores._listing as listing
+
+    root = tmp_path / "store"
+    shape = (6,) * ndim
+    zarr.create_array(store_cls(root), name="a", shape=shape, chunks=(2,) * ndim, dtype="i4")[...] = 7
+    reader, other = store_cls(root), store_cls(root)
+    expected = set(reader.list_keys("a/"))
+    assert other.count_chunks("a/") == {"loose": 3 ** ndim, "in_shards": 0}
+    real_walk = listing.walk_keys
+
+    def walk_then_consolidate(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        walk = real_walk(*args, **kwargs)  # type: ignore[arg-type]
+        yield next(walk)  # the array directory is read before the consolidation
+        monkeypatch.setattr(listing, "walk_keys", real_walk)  # the consolidation's own walk
+        other.consolidate()
+        yield from walk
+
+    monkeypatch.setattr(listing, "walk_keys", walk_then_consolidate)
+    assert set(reader.list_keys("a/")) == expected
+    assert listing.walk_keys is real_walk  # the consolidation did happen during the listing
+    monkeypatch.undo()
+    assert other.count_chunks("a/") == {"loose": 0, "in_shards": 3 ** ndim}
+    np.testing.assert_array_equal(zarr.open_array(store_cls(root), path="a")[...], np.full(shape, 7))

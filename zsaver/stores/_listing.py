@@ -59,6 +59,17 @@ def walk_keys(root: str, top: str | None = None) -> Iterator[tuple[str, str, str
             yield dirpath, name, f"{rel_dir}/{name}" if rel_dir else name
 
 
+def _note_dir(walked: dict[str, str], top: str, dirpath: str, key_prefix: str) -> None:
+    """Add ``dirpath`` (keys starting ``key_prefix``) and its parents up to ``top`` to ``walked``."""
+    while dirpath not in walked:
+        walked[dirpath] = key_prefix
+        if os.path.normpath(dirpath) == os.path.normpath(top) or not key_prefix:
+            return
+        dirpath = os.path.dirname(dirpath)
+        key_prefix = key_prefix[:-1].rpartition("/")[0]
+        key_prefix = key_prefix + "/" if key_prefix else ""
+
+
 class ShardListingMixin:
     """Key listing, prefix deletion and the consolidation plan of a shard store.
 
@@ -104,10 +115,11 @@ class ShardListingMixin:
     def _scan(self, prefix: str) -> tuple[set[str], set[str]]:
         """(loose keys, keys inside shards and not deleted), both starting with ``prefix``.
 
-        Every loose file is collected first and the shard indexes are read only
-        after the whole walk. Consolidation renames a new shard in before it
+        Every loose file is collected first; then the directories walked are
+        listed again for shard files, and the shard indexes are read only after
+        that. Consolidation renames a shard in (a new one included) before it
         removes the loose files it absorbed, so a chunk the walk missed (absorbed
-        meanwhile) is in the shard read afterwards: a chunk that exists for the
+        meanwhile) is in a shard found afterwards: a chunk that exists for the
         whole listing is always listed, even while other processes consolidate.
         """
         self._ensure_open_sync()
@@ -115,16 +127,20 @@ class ShardListingMixin:
         loose: set[str] = set()
         in_shards: set[str] = set()
         tombstones: set[str] = set()
-        shard_files: list[str] = []
-        for _, name, key in walk_keys(self._root, self._path(base)):
+        shard_files: set[str] = set()
+        top = self._path(base)
+        walked: dict[str, str] = {}  # directories (with files below them) -> their key prefix
+        for dirpath, name, key in walk_keys(self._root, top):
+            _note_dir(walked, top, dirpath, key[: -len(name)])
             if name.endswith(TEMP_SUFFIX):
                 continue
             if name.endswith(TOMBSTONE_SUFFIX):
                 tombstones.add(key[: -len(TOMBSTONE_SUFFIX)])
             elif self._is_shard_file(key):
-                shard_files.append(key)
+                shard_files.add(key)
             else:
                 loose.add(key)
+        shard_files.update(self._shard_files_in(walked))  # renamed in during the walk
         for key in shard_files:  # after the walk: see the docstring
             in_shards.update(self._shard_members(key) or ())
         if self._buffer:
@@ -136,6 +152,18 @@ class ShardListingMixin:
             {k for k in loose if k.startswith(prefix)},
             {k for k in in_shards if k.startswith(prefix)},
         )
+
+    def _shard_files_in(self, walked: dict[str, str]) -> Iterator[str]:
+        """Keys of the shard files now in the directories ``walked`` (path -> key prefix)."""
+        assert self._layout is not None
+        for dirpath, key_prefix in walked.items():
+            try:
+                names = os.listdir(dirpath)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # emptied and removed meanwhile: what it held is in a shard found here
+            for name in names:
+                if name.endswith(self._layout.suffix) and self._is_shard_file(key_prefix + name):
+                    yield key_prefix + name
 
     def _list_plain_dir(self, prefix: str) -> list[str] | None:
         """Entries of directory ``prefix`` if it is neither an array nor inside one, else None.
