@@ -3,7 +3,10 @@ bytes, invalidation and the listing cache."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -359,3 +362,40 @@ def test_delete_dir_forgets_the_keys_below_the_prefix_however_it_is_written(pref
     assert _get(cache, "g/k") == b"v"
     sync(cache.delete_dir(prefix))
     assert sync(cache.get("g/k", default_buffer_prototype())) is None
+
+
+def test_the_first_use_from_several_threads_at_once_opens_the_cache_once(tmp_path) -> None:
+    errors: list[str] = []
+    for trial in range(30):
+        cache = LRUStoreCache(LocalStore(tmp_path / str(trial)), max_size=None)
+        barrier = threading.Barrier(8)
+
+        def first_use(i: int, cache: LRUStoreCache = cache, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                if i % 2:
+                    cache.get_sync(f"a/{i}")
+                else:
+                    cache.set_sync(f"a/{i}", default_buffer_prototype().buffer.from_bytes(b"v"))
+            except Exception as exc:  # "store is already open" from the wrapped store
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=first_use, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_inherit_a_held_cache_lock() -> None:
+    cache = LRUStoreCache(MemoryStore(), max_size=10_000)
+    cache.set_sync("k", default_buffer_prototype().buffer.from_bytes(b"v"))
+    with cache._c.lock:  # another thread is midway through a cache operation at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: must read, not wait forever for the parent thread's lock
+            signal.alarm(10)
+            os._exit(0 if cache.get_sync("k").to_bytes() == b"v" else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"

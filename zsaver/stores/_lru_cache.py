@@ -7,7 +7,9 @@ served from memory when possible, writes go through to the store and update the 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -82,6 +84,21 @@ class _CacheState:
         self.contended: set[str] = set()
         self.hits = 0
         self.misses = 0
+        _all_states.add(self)
+
+
+#: Every cache's shared state, so a forked child can start each afresh.
+_all_states: weakref.WeakSet[_CacheState] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: new locks and empty caches (another thread may have held the
+    lock, or been midway through changing the cache, at the fork)."""
+    for state in list(_all_states):
+        state.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class LRUStoreCache(Store):
@@ -215,8 +232,16 @@ class LRUStoreCache(Store):
     # --- lifecycle -------------------------------------------------------------------
 
     async def _open(self) -> None:
-        await super()._open()
-        await self._store._ensure_open()
+        # The wrapped store first: once the cache says it is open, other threads call
+        # the wrapped store directly. Several threads may open at once (the first use
+        # of a shared cache): an "already open" from either store is then no error.
+        if not self._store._is_open:
+            try:
+                await self._store._open()
+            except ValueError:
+                if not self._store._is_open:
+                    raise
+        self._is_open = True
 
     def close(self) -> None:
         if self._store._is_open:
