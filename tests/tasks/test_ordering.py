@@ -106,10 +106,25 @@ def test_workers_refuse_a_dataset_held_in_this_process_memory(tmp_path) -> None:
 
     store = zarr.storage.MemoryStore()
     memory = ZarrSaver(store, "result", chunks=4)
-    with pytest.raises(ValueError, match="keeps its data in this process's memory"):
+    with pytest.raises(ValueError, match="the copy keeps its own data"):
         TaskManager(row_of).submit_tasks(range(8), memory, write="workers", progress=False)
     assert not memory.clones_share_dataset()
     assert store._store_dict == {}  # refused before anything was written
     on_disk = zarr_saver(tmp_path / "ds", row_chunk=4)
     assert on_disk.clones_share_dataset()
     assert sorted(p.name for p in (tmp_path / "ds" / "result" / ".zsaver").iterdir()) == []  # probe removed
+
+
+def test_workers_refuse_a_store_that_caches_values(tmp_path) -> None:
+    # The driver's cache would keep what it held before the workers wrote, and a later
+    # update through it would write those stale rows back.
+    import zarr
+
+    from zsaver import ZarrSaver
+    from zsaver.stores import LRUStoreCache
+
+    cached = ZarrSaver(LRUStoreCache(zarr.storage.LocalStore(tmp_path / "c"), max_size=2**20), "result", chunks=4)
+    assert not cached.clones_share_dataset()
+    with pytest.raises(ValueError, match="caches values"):
+        TaskManager(row_of).submit_tasks(range(8), cached, write="workers", progress=False)
+    assert not (tmp_path / "c" / "result" / "zarr.json").exists()  # refused before anything was written

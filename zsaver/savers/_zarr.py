@@ -351,16 +351,21 @@ class ZarrSaver(StagedSaver):
         return ZarrSaver(self._store, self.path, approach or self.approach, **options)
 
     def clones_share_dataset(self) -> bool:
-        """Whether a pickled copy of the store writes where this one reads.
+        """Whether this store reads, at once, what a pickled copy of it writes.
 
-        Checked with a probe key written through a pickled copy (and deleted),
-        so wrapper stores and third-party stores answer for themselves.
+        Checked with a probe key that this store writes and reads, then a pickled
+        copy overwrites (and both delete), so wrapper stores and third-party
+        stores answer for themselves: a copy that keeps its own data (a
+        MemoryStore) fails, and so does a store that caches values (an
+        LRUStoreCache would go on reading what it held before the copy wrote).
         """
         probe = f"{self.path}/.zsaver/probe-{uuid.uuid4().hex}"
         copy = pickle.loads(pickle.dumps(self._store))
-        set_bytes(copy, probe, b"")
         try:
-            return get_bytes(self._store, probe) is not None
+            set_bytes(self._store, probe, b"this")
+            get_bytes(self._store, probe)
+            set_bytes(copy, probe, b"copy")
+            return get_bytes(self._store, probe) == b"copy"
         finally:
             delete_key(copy, probe)
             delete_key(self._store, probe)

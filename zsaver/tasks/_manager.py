@@ -155,9 +155,11 @@ class TaskManager:
             )
         if write == "workers" and not saver.clones_share_dataset():  # type: ignore[union-attr]
             raise ValueError(
-                f"write='workers' needs a dataset that worker processes share; {saver!r} keeps its "
-                "data in this process's memory, so rows written by workers would be lost "
-                "(use a store on disk, or write='driver')"
+                f"write='workers' needs a dataset that worker processes share; {saver!r} does not "
+                "read at once what a pickled copy of its store writes (the copy keeps its own data, "
+                "as a MemoryStore's does, or the store caches values, as an LRUStoreCache does), so "
+                "rows written by workers would be lost or read stale (use a store on disk without a "
+                "cache, or write='driver')"
             )
         run = _Run(self, items, saver, save_interval, resume, on_error, retries, progress, consolidate,
                    dict(task_kwargs or {}), rows_per_item, fill_value, write, record_name, max_in_flight)
