@@ -160,7 +160,7 @@ class ShardListingMixin:
             try:
                 names = os.listdir(dirpath)
             except (FileNotFoundError, NotADirectoryError):
-                continue  # emptied and removed meanwhile: what it held is in a shard found here
+                continue  # removed meanwhile (an emptied chunk directory): no shard there
             for name in names:
                 if name.endswith(self._layout.suffix) and self._is_shard_file(key_prefix + name):
                     yield key_prefix + name
