@@ -234,7 +234,9 @@ class LRUStoreCache(Store):
     async def _open(self) -> None:
         # The wrapped store first: once the cache says it is open, other threads call
         # the wrapped store directly. Several threads may open at once (the first use
-        # of a shared cache): an "already open" from either store is then no error.
+        # of a shared cache): an "already open" from the wrapped store is then no error.
+        if self._is_open:
+            raise ValueError("store is already open")
         if not self._store._is_open:
             try:
                 await self._store._open()
