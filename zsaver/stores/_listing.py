@@ -49,8 +49,7 @@ def walk_keys(root: str, top: str | None = None) -> Iterator[tuple[str, str, str
     directory) at the root is skipped, so only zarr keys and shard files come out.
     """
     for dirpath, dirnames, filenames in os.walk(top or root):
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir
+        rel_dir = _dir_key(root, dirpath)
         if rel_dir == "":
             dirnames[:] = [d for d in dirnames if d not in BOOKKEEPING]
         for name in filenames:
@@ -59,15 +58,20 @@ def walk_keys(root: str, top: str | None = None) -> Iterator[tuple[str, str, str
             yield dirpath, name, f"{rel_dir}/{name}" if rel_dir else name
 
 
-def _note_dir(walked: dict[str, str], top: str, dirpath: str, key_prefix: str) -> None:
-    """Add ``dirpath`` (keys starting ``key_prefix``) and its parents up to ``top`` to ``walked``."""
+def _dir_key(root: str, dirpath: str) -> str:
+    """The key prefix of directory ``dirpath`` below ``root`` ("" for the root itself)."""
+    rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+    return "" if rel_dir == "." else rel_dir
+
+
+def _note_dir(walked: set[str], top: str, dirpath: str) -> None:
+    """Add ``dirpath`` and its parents up to ``top`` (where the walk began) to ``walked``."""
     while dirpath not in walked:
-        walked[dirpath] = key_prefix
-        if os.path.normpath(dirpath) == os.path.normpath(top) or not key_prefix:
+        walked.add(dirpath)
+        parent = os.path.dirname(dirpath)
+        if os.path.normpath(dirpath) == os.path.normpath(top) or parent == dirpath:
             return
-        dirpath = os.path.dirname(dirpath)
-        key_prefix = key_prefix[:-1].rpartition("/")[0]
-        key_prefix = key_prefix + "/" if key_prefix else ""
+        dirpath = parent
 
 
 class ShardListingMixin:
@@ -129,9 +133,9 @@ class ShardListingMixin:
         tombstones: set[str] = set()
         shard_files: set[str] = set()
         top = self._path(base)
-        walked: dict[str, str] = {}  # directories (with files below them) -> their key prefix
+        walked: set[str] = set()  # the directories with files below them
         for dirpath, name, key in walk_keys(self._root, top):
-            _note_dir(walked, top, dirpath, key[: -len(name)])
+            _note_dir(walked, top, dirpath)
             if name.endswith(TEMP_SUFFIX):
                 continue
             if name.endswith(TOMBSTONE_SUFFIX):
@@ -153,17 +157,19 @@ class ShardListingMixin:
             {k for k in in_shards if k.startswith(prefix)},
         )
 
-    def _shard_files_in(self, walked: dict[str, str]) -> Iterator[str]:
-        """Keys of the shard files now in the directories ``walked`` (path -> key prefix)."""
+    def _shard_files_in(self, walked: set[str]) -> Iterator[str]:
+        """Keys of the shard files now in the directories ``walked``."""
         assert self._layout is not None
-        for dirpath, key_prefix in walked.items():
+        for dirpath in walked:
             try:
                 names = os.listdir(dirpath)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed meanwhile (an emptied chunk directory): no shard there
+            rel_dir = _dir_key(self._root, dirpath)
             for name in names:
-                if name.endswith(self._layout.suffix) and self._is_shard_file(key_prefix + name):
-                    yield key_prefix + name
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                if name.endswith(self._layout.suffix) and self._is_shard_file(key):
+                    yield key
 
     def _list_plain_dir(self, prefix: str) -> list[str] | None:
         """Entries of directory ``prefix`` if it is neither an array nor inside one, else None.
